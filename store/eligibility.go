@@ -1,0 +1,226 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/shiftcast/shiftcast/domain"
+)
+
+// Bounds used when a listing has no from/to or cursor. They are plain
+// timestamps, not ±infinity, so every bound is a typed parameter and one
+// prepared statement serves every request.
+var (
+	minTime = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxTime = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+)
+
+// eligibleShiftsSQL answers "which open shifts can worker $1 take" in one
+// round trip. It returns no row when the worker does not exist, one row with
+// a NULL shift when the worker exists but has nothing, and the page
+// otherwise. The facility set is computed first (few facilities, array
+// containment against the worker's documents); the shifts then come off the
+// partial covering index shift_open_profession_start in (start, id) order,
+// so a page costs a bounded index-only range scan however large "Shift" is.
+const eligibleShiftsSQL = `
+WITH w AS (
+    SELECT w.profession, w.is_active, COALESCE(wd.document_ids, '{}') AS docs
+    FROM "Worker" w
+    LEFT JOIN shiftcast.worker_documents wd ON wd.worker_id = w.id
+    WHERE w.id = $1
+), f AS (
+    SELECT array_agg(fa.id) AS ids
+    FROM w, "Facility" fa
+    LEFT JOIN shiftcast.facility_requirements fr ON fr.facility_id = fa.id
+    WHERE w.is_active AND fa.is_active AND COALESCE(fr.document_ids, '{}') <@ w.docs
+)
+SELECT s.id, s.facility_id, w.profession::text, s.start, s."end"
+FROM w
+LEFT JOIN LATERAL (
+    SELECT s.id, s.facility_id, s.start, s."end"
+    FROM "Shift" s
+    WHERE s.profession = w.profession
+      AND NOT s.is_deleted
+      AND s.worker_id IS NULL
+      AND s.facility_id = ANY ((SELECT ids FROM f))
+      AND (s.start, s.id) > ($2::timestamp, $3::integer)
+      AND s.start >= $4::timestamp
+      AND s.start < $5::timestamp
+    ORDER BY s.start, s.id
+    LIMIT $6
+) s ON true`
+
+// EligibleShifts returns up to q.Limit open shifts worker q.WorkerID can
+// take, in (start, id) order. An unknown worker is ENOTFOUND; an inactive
+// one gets an empty page.
+func (s *Store) EligibleShifts(ctx context.Context, q domain.ShiftsQuery) (domain.ShiftsPage, error) {
+	if q.WorkerID > math.MaxInt32 {
+		return domain.ShiftsPage{}, domain.Errorf(domain.ENOTFOUND, "worker %d not found", q.WorkerID)
+	}
+	afterStart, afterID, from, to := minTime, int64(0), minTime, maxTime
+	if q.After != nil {
+		afterStart, afterID = q.After.Start.UTC(), q.After.ID
+	}
+	if q.From != nil {
+		from = q.From.UTC()
+	}
+	if q.To != nil {
+		to = q.To.UTC()
+	}
+	rows, err := s.pool.Query(ctx, eligibleShiftsSQL, q.WorkerID, afterStart, afterID, from, to, q.Limit+1)
+	if err != nil {
+		return domain.ShiftsPage{}, classify(fmt.Sprintf("eligible shifts of worker %d", q.WorkerID), err)
+	}
+	page := domain.ShiftsPage{Shifts: make([]domain.Shift, 0, min(q.Limit, 64))}
+	found := false
+	var (
+		id, facilityID *int64
+		profession     string
+		start, end     *time.Time
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &facilityID, &profession, &start, &end}, func() error {
+		found = true
+		if id == nil {
+			return nil
+		}
+		page.Shifts = append(page.Shifts, domain.Shift{
+			ID: *id, FacilityID: *facilityID, Profession: domain.Profession(profession),
+			Start: start.UTC(), End: end.UTC(),
+		})
+		return nil
+	})
+	if err != nil {
+		return domain.ShiftsPage{}, classify(fmt.Sprintf("eligible shifts of worker %d", q.WorkerID), err)
+	}
+	if !found {
+		return domain.ShiftsPage{}, domain.Errorf(domain.ENOTFOUND, "worker %d not found", q.WorkerID)
+	}
+	if len(page.Shifts) > q.Limit {
+		page.Shifts, page.More = page.Shifts[:q.Limit], true
+	}
+	return page, nil
+}
+
+// eligibleWorkersSQL answers "who can take shift $1": no row for an unknown
+// shift, one NULL row when nobody can, the page otherwise. Workers without
+// any document have no worker_documents row and hold the empty set.
+const eligibleWorkersSQL = `
+WITH s AS (
+    SELECT s.profession,
+           fa.is_active AND NOT s.is_deleted AND s.worker_id IS NULL AS open,
+           COALESCE(fr.document_ids, '{}') AS req
+    FROM "Shift" s
+    JOIN "Facility" fa ON fa.id = s.facility_id
+    LEFT JOIN shiftcast.facility_requirements fr ON fr.facility_id = s.facility_id
+    WHERE s.id = $1
+)
+SELECT w.id, w.name, w.profession::text
+FROM s
+LEFT JOIN LATERAL (
+    SELECT w.id, w.name, w.profession
+    FROM "Worker" w
+    LEFT JOIN shiftcast.worker_documents wd ON wd.worker_id = w.id
+    WHERE s.open
+      AND w.is_active
+      AND w.profession = s.profession
+      AND w.id > $2::integer
+      AND COALESCE(wd.document_ids, '{}') @> s.req
+    ORDER BY w.id
+    LIMIT $3
+) w ON true`
+
+// EligibleWorkers returns up to q.Limit workers who can take shift
+// q.ShiftID, in id order. An unknown shift is ENOTFOUND.
+func (s *Store) EligibleWorkers(ctx context.Context, q domain.WorkersQuery) (domain.WorkersPage, error) {
+	if q.ShiftID > math.MaxInt32 {
+		return domain.WorkersPage{}, domain.Errorf(domain.ENOTFOUND, "shift %d not found", q.ShiftID)
+	}
+	afterID := min(q.AfterID, math.MaxInt32)
+	rows, err := s.pool.Query(ctx, eligibleWorkersSQL, q.ShiftID, afterID, q.Limit+1)
+	if err != nil {
+		return domain.WorkersPage{}, classify(fmt.Sprintf("eligible workers of shift %d", q.ShiftID), err)
+	}
+	page := domain.WorkersPage{Workers: make([]domain.Worker, 0, min(q.Limit, 64))}
+	found := false
+	var (
+		id               *int64
+		name, profession *string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &name, &profession}, func() error {
+		found = true
+		if id == nil {
+			return nil
+		}
+		page.Workers = append(page.Workers, domain.Worker{
+			ID: *id, Name: *name, IsActive: true, Profession: domain.Profession(*profession),
+		})
+		return nil
+	})
+	if err != nil {
+		return domain.WorkersPage{}, classify(fmt.Sprintf("eligible workers of shift %d", q.ShiftID), err)
+	}
+	if !found {
+		return domain.WorkersPage{}, domain.Errorf(domain.ENOTFOUND, "shift %d not found", q.ShiftID)
+	}
+	if len(page.Workers) > q.Limit {
+		page.Workers, page.More = page.Workers[:q.Limit], true
+	}
+	return page, nil
+}
+
+// explainSQL loads everything the rules look at for one (worker, shift) in
+// one round trip; the rules themselves run in Go (domain.Explain).
+const explainSQL = `
+SELECT w.id, w.name, w.is_active, w.profession::text, COALESCE(wd.document_ids, '{}'),
+       s.id, s.facility_id, s.profession::text, s.start, s."end", s.is_deleted, s.worker_id,
+       fa.name, fa.is_active, COALESCE(fr.document_ids, '{}')
+FROM (SELECT $1::integer AS worker_id, $2::integer AS shift_id) p
+LEFT JOIN "Worker" w ON w.id = p.worker_id
+LEFT JOIN shiftcast.worker_documents wd ON wd.worker_id = w.id
+LEFT JOIN "Shift" s ON s.id = p.shift_id
+LEFT JOIN "Facility" fa ON fa.id = s.facility_id
+LEFT JOIN shiftcast.facility_requirements fr ON fr.facility_id = s.facility_id`
+
+// ExplainInputs loads the worker, the shift and the shift's facility, each
+// with its document set. Either id unknown is ENOTFOUND.
+func (s *Store) ExplainInputs(ctx context.Context, workerID, shiftID int64) (domain.Worker, domain.Shift, domain.Facility, error) {
+	var (
+		w                          domain.Worker
+		sh                         domain.Shift
+		f                          domain.Facility
+		wID, sID, facilityID       *int64
+		wName, wProf, sProf, fName *string
+		wActive, sDeleted, fActive *bool
+		start, end                 *time.Time
+	)
+	if workerID > math.MaxInt32 {
+		return w, sh, f, domain.Errorf(domain.ENOTFOUND, "worker %d not found", workerID)
+	}
+	if shiftID > math.MaxInt32 {
+		return w, sh, f, domain.Errorf(domain.ENOTFOUND, "shift %d not found", shiftID)
+	}
+	err := s.pool.QueryRow(ctx, explainSQL, workerID, shiftID).Scan(
+		&wID, &wName, &wActive, &wProf, &w.DocumentIDs,
+		&sID, &facilityID, &sProf, &start, &end, &sDeleted, &sh.WorkerID,
+		&fName, &fActive, &f.RequiredDocumentIDs,
+	)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return w, sh, f, classify(fmt.Sprintf("explain worker %d shift %d", workerID, shiftID), err)
+	}
+	if wID == nil {
+		return w, sh, f, domain.Errorf(domain.ENOTFOUND, "worker %d not found", workerID)
+	}
+	if sID == nil {
+		return w, sh, f, domain.Errorf(domain.ENOTFOUND, "shift %d not found", shiftID)
+	}
+	w.ID, w.Name, w.IsActive, w.Profession = *wID, *wName, *wActive, domain.Profession(*wProf)
+	sh.ID, sh.FacilityID, sh.Profession = *sID, *facilityID, domain.Profession(*sProf)
+	sh.Start, sh.End, sh.IsDeleted = start.UTC(), end.UTC(), *sDeleted
+	f.ID, f.Name, f.IsActive = *facilityID, *fName, *fActive
+	return w, sh, f, nil
+}
