@@ -58,9 +58,13 @@ const (
 	DefaultDuration    = 10 * time.Second
 	DefaultWarmup      = 2 * time.Second
 	DefaultTimeout     = 2 * time.Second
-	DefaultNATSURL     = "nats://127.0.0.1:4222"
-	DefaultHTTPURL     = "http://127.0.0.1:8080"
-	DefaultDatabaseURL = "postgres://postgres:postgres@localhost:5432/postgres"
+	// DefaultBaselineTimeout is the baseline's per-request default: the
+	// unindexed query can take seconds on the challenge dataset, and a
+	// timeout there would hide its latency behind errors.
+	DefaultBaselineTimeout = 30 * time.Second
+	DefaultNATSURL         = "nats://127.0.0.1:4222"
+	DefaultHTTPURL         = "http://127.0.0.1:8080"
+	DefaultDatabaseURL     = "postgres://postgres:postgres@localhost:5432/postgres"
 )
 
 // DefaultWorkerIDs are the workers queried when QueryConfig.WorkerIDs is
@@ -92,7 +96,7 @@ type QueryConfig struct {
 	// Warmup runs before the measured window and is excluded from the
 	// report. Default 2s; negative means no warmup.
 	Warmup time.Duration
-	// Timeout bounds each request. Default 2s.
+	// Timeout bounds each request. Default 2s (30s for the baseline).
 	Timeout time.Duration
 	// Connections is the number of NATS connections the clients share
 	// (default min(Concurrency, max(2, 2×GOMAXPROCS))), the HTTP connection
@@ -392,6 +396,9 @@ func (c QueryConfig) withDefaults() (QueryConfig, error) {
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = DefaultTimeout
+		if c.Transport == TransportBaseline {
+			c.Timeout = DefaultBaselineTimeout
+		}
 	}
 	if c.Connections < 0 {
 		return c, fmt.Errorf("bench: connections must be positive, got %d", c.Connections)

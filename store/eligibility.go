@@ -41,13 +41,14 @@ WITH w AS (
 )
 SELECT s.id, s.facility_id, w.profession::text, s.start, s."end"
 FROM w
+CROSS JOIN f
 LEFT JOIN LATERAL (
     SELECT s.id, s.facility_id, s.start, s."end"
     FROM "Shift" s
     WHERE s.profession = w.profession
       AND NOT s.is_deleted
       AND s.worker_id IS NULL
-      AND s.facility_id = ANY ((SELECT ids FROM f))
+      AND s.facility_id = ANY (f.ids)
       AND (s.start, s.id) > ($2::timestamp, $3::integer)
       AND s.start >= $4::timestamp
       AND s.start < $5::timestamp

@@ -208,7 +208,13 @@ func (s *Store) BulkLoad(ctx context.Context, d Bulk) (LoadStats, error) {
 		st.WorkerDocuments += n
 	}
 
+	// The load committed asynchronously. VACUUM may only mark a page
+	// all-visible once its rows' commit is known durable (their hint bits
+	// can be set), so the sequence update commits synchronously: setval
+	// takes a transaction id, and a synchronous commit flushes the WAL of
+	// every commit before it.
 	var seq strings.Builder
+	seq.WriteString("SET synchronous_commit = on;\n")
 	for _, t := range marketplaceTables {
 		q := pgx.Identifier{t}.Sanitize()
 		fmt.Fprintf(&seq, "SELECT setval(pg_get_serial_sequence('%s', 'id'), COALESCE(max(id), 0) + 1, false) FROM %s;\n", q, q)

@@ -54,3 +54,14 @@ func (s *Store) Migrate(ctx context.Context) error {
 	}
 	return nil
 }
+
+// MigrateDatabase opens databaseURL, migrates it and closes it: the shape
+// test templates and one-shot tools need.
+func MigrateDatabase(ctx context.Context, databaseURL string) error {
+	st, err := Open(ctx, databaseURL, Config{MaxConns: 2})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return st.Migrate(ctx)
+}

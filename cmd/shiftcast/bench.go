@@ -47,8 +47,8 @@ func runBenchQuery(ctx context.Context, args []string, getenv func(string) strin
 	fs.IntVar(&cfg.Limit, "limit", 50, "page size")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 32, "concurrent clients")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measured duration")
-	fs.DurationVar(&cfg.Warmup, "warmup", 2*time.Second, "warm-up excluded from the figures")
-	fs.DurationVar(&cfg.Timeout, "timeout", 2*time.Second, "per-request time limit")
+	fs.DurationVar(&cfg.Warmup, "warmup", 2*time.Second, "warm-up excluded from the figures (negative: none)")
+	fs.DurationVar(&cfg.Timeout, "timeout", 0, "per-request time limit (0 = 2s, 30s for baseline)")
 	fs.IntVar(&cfg.Connections, "connections", 0, "NATS connections / HTTP connections / PostgreSQL pool size (0 = automatic)")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	if help, err := parse(fs, args); help || err != nil {
@@ -62,8 +62,14 @@ func runBenchQuery(ctx context.Context, args []string, getenv func(string) strin
 		}
 		cfg.WorkerIDs = append(cfg.WorkerIDs, id)
 	}
+	if cfg.Warmup == 0 {
+		cfg.Warmup = -1 // the package reads 0 as "default"; on the command line 0 means none
+	}
 	rep, err := bench.RunQuery(ctx, cfg)
 	if err != nil {
+		if rep.Requests > 0 || rep.Errors > 0 {
+			rep.Print(stdout) // the error count and first error explain the failure
+		}
 		return fmt.Errorf("bench query: %w", err)
 	}
 	if asJSON {
