@@ -34,8 +34,10 @@ func TestExplain(t *testing.T) {
 		{name: "shift claimed", mutate: func(_ *domain.Worker, s *domain.Shift, _ *domain.Facility) { s.WorkerID = ptr(int64(1)) }, want: []string{domain.ReasonShiftClaimed}},
 		{name: "shift claimed by this very worker", mutate: func(w *domain.Worker, s *domain.Shift, _ *domain.Facility) { s.WorkerID = ptr(w.ID) }, want: []string{domain.ReasonShiftClaimed}},
 		{
-			name:    "missing documents, duplicated requirements reported once",
-			mutate:  func(_ *domain.Worker, _ *domain.Shift, f *domain.Facility) { f.RequiredDocumentIDs = []int64{9, 1, 5, 9, 5} },
+			name: "missing documents, duplicated requirements reported once",
+			mutate: func(_ *domain.Worker, _ *domain.Shift, f *domain.Facility) {
+				f.RequiredDocumentIDs = []int64{9, 1, 5, 9, 5}
+			},
 			want:    []string{domain.ReasonMissingDocuments},
 			missing: []int64{5, 9},
 		},

@@ -262,7 +262,11 @@ func (c *Cluster) run(ctx context.Context, opts Options, cred *syscall.Credentia
 	cmd.Stdout, cmd.Stderr = logw, logw
 	cmd.Dir = "/"
 	// Pdeathsig makes the kernel kill the server if we die without Stop, so
-	// crashed or interrupted test runs do not leave clusters behind.
+	// crashed or interrupted test runs do not leave clusters behind. The
+	// kernel ties it to the forking OS thread, which Go only retires when a
+	// goroutine exits while locked to it (runtime.LockOSThread); callers must
+	// not start a cluster from such a goroutine. Go sets it after switching
+	// credentials, which would otherwise clear it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("localpg: start postgres: %w", err)

@@ -232,7 +232,9 @@ func TestStore_Differential(t *testing.T) {
 func checkDataset(t *testing.T, svc *eligibility.Service, d dataset, r *rand.Rand, seed uint64) {
 	t.Helper()
 	ctx := context.Background()
-	msg := func(format string, args ...any) string { return fmt.Sprintf("dataset seed %d: ", seed) + fmt.Sprintf(format, args...) }
+	msg := func(format string, args ...any) string {
+		return fmt.Sprintf("dataset seed %d: ", seed) + fmt.Sprintf(format, args...)
+	}
 	bounds := []time.Time{time.Date(2023, 2, 1, 5, 0, 0, 0, time.UTC), time.Date(2023, 2, 1, 13, 0, 0, 0, time.UTC), time.Date(2023, 2, 2, 20, 0, 0, 0, time.UTC)}
 
 	for _, w := range d.workers {

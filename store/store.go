@@ -94,4 +94,3 @@ func isUnavailable(err error) bool {
 	}
 	return false
 }
-
