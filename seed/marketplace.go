@@ -20,8 +20,9 @@ const (
 	marketFacilityActive = 0.85
 	marketWorkerActive   = 0.90
 	marketDocumentActive = 0.95
-	marketMinRequired    = 2
-	marketMaxRequired    = 8
+	marketCoreDocuments  = 12 // the first documents are the compliance core
+	marketMinCore        = 2
+	marketMaxCore        = 6
 	marketShiftDeleted   = 0.10
 	marketShiftClaimed   = 0.30
 )
@@ -33,8 +34,10 @@ const (
 )
 
 // marketDocuments are the credentials a staffing marketplace asks for, most
-// commonly required first: a document's popularity (how often facilities
-// require it, how many workers hold it) falls with its position.
+// commonly required first. The first marketCoreDocuments are the compliance
+// core that nearly every facility asks for some of and nearly every worker
+// holds; the rest are specialties a facility adds now and then and a
+// minority of workers hold. Within each group popularity falls with position.
 var marketDocuments = []string{
 	"Government-issued photo ID", "Background check", "TB test", "BLS certification",
 	"COVID-19 vaccination", "Influenza vaccination", "Drug screen", "Professional license",
@@ -89,11 +92,14 @@ var professionMix = []float64{0.50, 0.25, 0.25} // CNA, LVN, RN
 
 // marketplace builds a realistic marketplace of roughly scale × (300
 // facilities, 30,000 workers, 300,000 shifts) and 40 documents. Facilities
-// require 2–8 distinct documents drawn by popularity; workers hold each
-// document with a probability that falls with its rank, so most hold the
-// common ones; shifts start in the 28 days after now (rounded to the hour) at
-// shift-change hours, and are sometimes deleted or claimed by an active
-// worker of their profession.
+// require 2–6 distinct core documents and 0–2 specialty ones, drawn by
+// popularity; workers hold each document with a probability that falls with
+// its rank (0.98 down to 0.85 for the core, 0.5 down to 0.05 for
+// specialties), so that about half of the (worker, facility) pairs pass the
+// document rule, varying widely between facilities. Shifts start in the 28
+// days after now (rounded to the hour) at shift-change hours, and are
+// sometimes deleted (10%) or claimed (30%) by an active worker of their
+// profession.
 func marketplace(seed int64, now time.Time, scale float64) Dataset {
 	if scale <= 0 {
 		scale = 1
@@ -105,11 +111,21 @@ func marketplace(seed int64, now time.Time, scale float64) Dataset {
 	chance := func(p float64) bool { return r.Float64() < p }
 	var b store.Bulk
 
-	popularity := make([]float64, len(marketDocuments))
+	corePopularity := make([]float64, marketCoreDocuments)
+	specialtyPopularity := make([]float64, len(marketDocuments)-marketCoreDocuments)
+	holdChance := make([]float64, len(marketDocuments))
 	for i, name := range marketDocuments {
 		b.Documents = append(b.Documents, store.Document{ID: int64(i + 1), Name: name, IsActive: chance(marketDocumentActive)})
-		popularity[i] = 1 / math.Pow(float64(i+1), 0.9)
+		if i < marketCoreDocuments {
+			corePopularity[i] = 1 / math.Pow(float64(i+1), 0.8)
+			holdChance[i] = 0.98 - 0.012*float64(i)
+		} else {
+			j := i - marketCoreDocuments
+			specialtyPopularity[j] = 1 / float64(j+1)
+			holdChance[i] = 0.05 + 0.45*math.Exp(-float64(j)/10)
+		}
 	}
+	specialtyCounts := []float64{0.55, 0.30, 0.15} // 0, 1 or 2 specialty documents
 
 	facilityWeight := make([]float64, nFacilities)
 	for i := range nFacilities {
@@ -121,7 +137,11 @@ func marketplace(seed int64, now time.Time, scale float64) Dataset {
 		})
 		// Facility sizes are log-normal: a few large ones post most shifts.
 		facilityWeight[i] = math.Exp(r.NormFloat64() * 0.8)
-		for _, doc := range sampleDistinct(r, popularity, marketMinRequired+r.IntN(marketMaxRequired-marketMinRequired+1)) {
+		docs := sampleDistinct(r, corePopularity, marketMinCore+r.IntN(marketMaxCore-marketMinCore+1))
+		for _, j := range sampleDistinct(r, specialtyPopularity, pick(r, specialtyCounts)) {
+			docs = append(docs, marketCoreDocuments+j)
+		}
+		for _, doc := range docs {
 			b.Requirements = append(b.Requirements, store.FacilityRequirement{
 				ID: int64(len(b.Requirements) + 1), FacilityID: id, DocumentID: int64(doc + 1),
 			})
@@ -142,12 +162,10 @@ func marketplace(seed int64, now time.Time, scale float64) Dataset {
 			active[p] = append(active[p], id)
 		}
 		b.Workers = append(b.Workers, w)
-		for rank := range marketDocuments {
-			// Nearly everyone holds the top documents; the rare ones are
-			// held by a minority.
-			if chance(0.10 + 0.88*math.Exp(-float64(rank)/12)) {
+		for doc, p := range holdChance {
+			if chance(p) {
 				b.WorkerDocuments = append(b.WorkerDocuments, store.DocumentWorker{
-					ID: int64(len(b.WorkerDocuments) + 1), WorkerID: id, DocumentID: int64(rank + 1),
+					ID: int64(len(b.WorkerDocuments) + 1), WorkerID: id, DocumentID: int64(doc + 1),
 				})
 			}
 		}

@@ -103,17 +103,17 @@ func run(ctx context.Context, st *store.Store, opts Options, out io.Writer, sz s
 	if opts.Bare {
 		if err := st.CreateBareSchema(ctx); err != nil {
 			if errors.Is(err, store.ErrNotBare) {
-				return domain.Errorf(domain.EINVALID, "--bare needs a database without shiftcast's migrations (use a fresh database): %v", err)
+				return &domain.Error{Code: domain.EINVALID, Message: "--bare needs a database that shiftcast's migrations have not touched; use a fresh one", Err: err}
 			}
-			return fmt.Errorf("seed: %w", err)
+			return err
 		}
 	}
 	stats, err := st.BulkLoad(ctx, ds.Bulk)
 	if err != nil {
 		if errors.Is(err, store.ErrNotEmpty) {
-			return domain.Errorf(domain.EINVALID, "%v; pass --reset to truncate them and seed anyway", err)
+			return &domain.Error{Code: domain.EINVALID, Message: "refusing to seed into tables that hold rows (pass --reset to truncate them first)", Err: err}
 		}
-		return fmt.Errorf("seed %s: %w", opts.Profile, err)
+		return err
 	}
 	elapsed := time.Since(began)
 	fmt.Fprintf(out, "seeded profile %s (seed %d) in %s: %d facilities, %d documents, %d workers, %d facility requirements, %d worker documents, %d shifts\n",

@@ -89,7 +89,7 @@ func (d db) fingerprint(t *testing.T) map[string]string {
 }
 
 // requireDerivedMatch checks that shiftcast's trigger-maintained arrays equal
-// what the rows say, i.e. the triggers fired for COPY, chunked or not.
+// what the rows say, i.e. the triggers fired for COPY.
 func (d db) requireDerivedMatch(t *testing.T) {
 	t.Helper()
 	mismatches := d.scalar(t, `
@@ -277,12 +277,14 @@ func TestRun_MarketplaceProfile(t *testing.T) {
 	require.EqualValues(t, 40, c["Document"])
 	require.EqualValues(t, 1_500, c["Worker"])
 	require.EqualValues(t, 15_000, c["Shift"])
-	within(t, float64(c["DocumentWorker"])/float64(c["Worker"]), 13, 3, "documents held per worker")
+	within(t, float64(c["DocumentWorker"])/float64(c["Worker"]), 16.8, 1.5, "documents held per worker")
 
-	// Requirements: 2..8 distinct documents per facility.
+	// Requirements: 2..8 distinct documents per facility, 2..6 of them core (1..12).
 	require.Zero(t, d.scalar(t, `SELECT count(*) FROM (SELECT facility_id FROM "FacilityRequirement"
 		GROUP BY facility_id HAVING count(*) NOT BETWEEN 2 AND 8 OR count(*) <> count(DISTINCT document_id)) x`))
 	require.EqualValues(t, 15, d.scalar(t, `SELECT count(DISTINCT facility_id) FROM "FacilityRequirement"`))
+	require.Zero(t, d.scalar(t, `SELECT count(*) FROM (SELECT facility_id FROM "FacilityRequirement"
+		GROUP BY facility_id HAVING count(*) FILTER (WHERE document_id <= 12) NOT BETWEEN 2 AND 6) x`))
 	require.Zero(t, d.scalar(t, `SELECT count(*) FROM (SELECT 1 FROM "DocumentWorker" GROUP BY worker_id, document_id HAVING count(*) > 1) x`))
 
 	within(t, d.float(t, `SELECT avg(is_active::int) FROM "Worker"`), 0.90, 0.03, "active workers")
@@ -301,14 +303,14 @@ func TestRun_MarketplaceProfile(t *testing.T) {
 	require.Zero(t, d.scalar(t, `SELECT count(*) FROM "Shift" s JOIN "Worker" w ON w.id = s.worker_id
 		WHERE w.profession <> s.profession OR NOT w.is_active`))
 
-	// A realistic share of open shifts has eligible workers: the rules hold
-	// for some, not all, (worker, facility) pairs.
+	// The document rule holds for about half of the (worker, facility)
+	// pairs: many workers qualify at many facilities, not all everywhere.
 	eligiblePairs := d.float(t, `
 		SELECT avg((f.document_ids <@ coalesce(w.document_ids, '{}'))::int)
 		FROM shiftcast.facility_requirements f CROSS JOIN "Worker" wk
 		LEFT JOIN shiftcast.worker_documents w ON w.worker_id = wk.id`)
-	require.Greater(t, eligiblePairs, 0.1)
-	require.Less(t, eligiblePairs, 0.9)
+	require.Greater(t, eligiblePairs, 0.25)
+	require.Less(t, eligiblePairs, 0.75)
 
 	d.requireDerivedMatch(t)
 }

@@ -77,15 +77,6 @@ type LoadStats struct {
 // marketplaceTables are the challenge's tables in foreign-key order.
 var marketplaceTables = []string{"Facility", "Document", "Worker", "FacilityRequirement", "DocumentWorker", "Shift"}
 
-// maxOwnersPerTx bounds how many distinct facilities (workers) one
-// transaction's "FacilityRequirement" ("DocumentWorker") rows touch. The
-// derived-array triggers take one transaction-scoped advisory lock per
-// facility (worker), and those share the server's lock table
-// (max_locks_per_transaction × max_connections, 6,400 by default): a single
-// transaction inserting rows for tens of thousands of workers fails with
-// "out of shared memory".
-const maxOwnersPerTx = 1000
-
 // shiftBatch is how many generated shifts travel together from the generator
 // goroutine to the COPY encoder.
 const shiftBatch = 4096
@@ -93,10 +84,8 @@ const shiftBatch = 4096
 // BulkLoad writes d into the marketplace tables with binary COPY and explicit
 // ids, then moves the id sequences past the loaded ids.
 //
-// Everything up to and including the shifts is one transaction; so are the
-// requirement and holding rows when they touch at most maxOwnersPerTx
-// facilities and workers, beyond which they follow in further transactions of
-// that size. Before the shifts are copied, "Shift"'s secondary indexes and
+// The whole load is one transaction, so a failure leaves the tables as they
+// were. Before the shifts are copied, "Shift"'s secondary indexes and
 // foreign keys are dropped and then recreated from their own catalog
 // definitions, which is several times faster than maintaining them row by
 // row. The load ends with VACUUM (ANALYZE) so that the planner has
@@ -123,9 +112,6 @@ func (s *Store) BulkLoad(ctx context.Context, d Bulk) (LoadStats, error) {
 	}
 	conn.TypeMap().RegisterType(prof)
 
-	reqChunks := chunkByOwner(d.Requirements, func(r FacilityRequirement) int64 { return r.FacilityID })
-	dwChunks := chunkByOwner(d.WorkerDocuments, func(r DocumentWorker) int64 { return r.WorkerID })
-
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return st, classify("bulk load: begin", err)
@@ -149,25 +135,13 @@ func (s *Store) BulkLoad(ctx context.Context, d Bulk) (LoadStats, error) {
 		}); err != nil {
 		return st, err
 	}
-	copyReq := func(ctx context.Context, tx pgx.Tx, rows []FacilityRequirement) (int64, error) {
-		return copyRows(ctx, tx, "FacilityRequirement", []string{"id", "facility_id", "document_id"}, rows,
-			func(r FacilityRequirement, row []any) { row[0], row[1], row[2] = r.ID, r.FacilityID, r.DocumentID })
+	if st.Requirements, err = copyRows(ctx, tx, "FacilityRequirement", []string{"id", "facility_id", "document_id"}, d.Requirements,
+		func(r FacilityRequirement, row []any) { row[0], row[1], row[2] = r.ID, r.FacilityID, r.DocumentID }); err != nil {
+		return st, err
 	}
-	copyDW := func(ctx context.Context, tx pgx.Tx, rows []DocumentWorker) (int64, error) {
-		return copyRows(ctx, tx, "DocumentWorker", []string{"id", "worker_id", "document_id"}, rows,
-			func(r DocumentWorker, row []any) { row[0], row[1], row[2] = r.ID, r.WorkerID, r.DocumentID })
-	}
-	if len(reqChunks) > 0 {
-		if st.Requirements, err = copyReq(ctx, tx, reqChunks[0]); err != nil {
-			return st, err
-		}
-		reqChunks = reqChunks[1:]
-	}
-	if len(dwChunks) > 0 {
-		if st.WorkerDocuments, err = copyDW(ctx, tx, dwChunks[0]); err != nil {
-			return st, err
-		}
-		dwChunks = dwChunks[1:]
+	if st.WorkerDocuments, err = copyRows(ctx, tx, "DocumentWorker", []string{"id", "worker_id", "document_id"}, d.WorkerDocuments,
+		func(r DocumentWorker, row []any) { row[0], row[1], row[2] = r.ID, r.WorkerID, r.DocumentID }); err != nil {
+		return st, err
 	}
 
 	if d.Shifts != nil {
@@ -190,22 +164,6 @@ func (s *Store) BulkLoad(ctx context.Context, d Bulk) (LoadStats, error) {
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return st, classify("bulk load: commit", err)
-	}
-
-	// Requirement and holding rows beyond the first transaction's share.
-	for _, chunk := range reqChunks {
-		n, err := inTx(ctx, conn, func(tx pgx.Tx) (int64, error) { return copyReq(ctx, tx, chunk) })
-		if err != nil {
-			return st, err
-		}
-		st.Requirements += n
-	}
-	for _, chunk := range dwChunks {
-		n, err := inTx(ctx, conn, func(tx pgx.Tx) (int64, error) { return copyDW(ctx, tx, chunk) })
-		if err != nil {
-			return st, err
-		}
-		st.WorkerDocuments += n
 	}
 
 	// The load committed asynchronously. VACUUM may only mark a page
@@ -258,7 +216,7 @@ func prepareTables(ctx context.Context, tx pgx.Tx, reset bool) error {
 		return classify("bulk load: check tables are empty", err)
 	}
 	if len(nonEmpty) > 0 {
-		return fmt.Errorf("%w: %s hold rows; reset them to load anyway", ErrNotEmpty, strings.Join(nonEmpty, ", "))
+		return fmt.Errorf("%w: %s hold rows", ErrNotEmpty, strings.Join(nonEmpty, ", "))
 	}
 	return nil
 }
@@ -416,40 +374,6 @@ func copyShifts(ctx context.Context, tx pgx.Tx, shifts iter.Seq[domain.Shift]) (
 	return n, nil
 }
 
-// chunkByOwner splits rows, in order, into runs touching at most
-// maxOwnersPerTx distinct owners each.
-func chunkByOwner[T any](rows []T, owner func(T) int64) [][]T {
-	var chunks [][]T
-	seen := map[int64]struct{}{}
-	start := 0
-	for i, r := range rows {
-		o := owner(r)
-		if _, ok := seen[o]; ok {
-			continue
-		}
-		if len(seen) == maxOwnersPerTx {
-			chunks = append(chunks, rows[start:i])
-			start = i
-			clear(seen)
-		}
-		seen[o] = struct{}{}
-	}
-	if start < len(rows) {
-		chunks = append(chunks, rows[start:])
-	}
-	return chunks
-}
-
-func inTx(ctx context.Context, conn *pgx.Conn, f func(pgx.Tx) (int64, error)) (int64, error) {
-	var n int64
-	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		var err error
-		n, err = f(tx)
-		return err
-	})
-	return n, err
-}
-
 // vacuumAnalyze vacuums and analyzes the marketplace tables and the tables in
 // shiftcast's schema that triggers derived from them.
 func vacuumAnalyze(ctx context.Context, conn *pgx.Conn) error {
@@ -504,7 +428,7 @@ func (s *Store) CreateBareSchema(ctx context.Context) error {
 		return classify("bare schema: inspect database", err)
 	}
 	if migrated {
-		return fmt.Errorf("%w: bare seeding needs a database without shiftcast's migrations", ErrNotBare)
+		return ErrNotBare
 	}
 	ddl, err := MarketplaceDDL()
 	if err != nil {

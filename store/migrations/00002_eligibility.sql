@@ -49,7 +49,16 @@ BEGIN
     IF ids IS NULL THEN
         RETURN;
     END IF;
-    PERFORM pg_advisory_xact_lock(1701, id) FROM unnest(ids) AS id ORDER BY id;
+    -- Small sets (every event) lock per entity; a bulk statement would
+    -- exhaust the shared lock table that way, so it locks the derived table
+    -- instead. The two exclude each other: the per-entity path's DELETE
+    -- needs ROW EXCLUSIVE, which SHARE ROW EXCLUSIVE blocks, and its
+    -- INSERT ... SELECT then reads with a fresh snapshot.
+    IF cardinality(ids) <= 64 THEN
+        PERFORM pg_advisory_xact_lock(1701, id) FROM unnest(ids) AS id ORDER BY id;
+    ELSE
+        LOCK TABLE shiftcast.facility_requirements IN SHARE ROW EXCLUSIVE MODE;
+    END IF;
     DELETE FROM shiftcast.facility_requirements WHERE facility_id = ANY (ids);
     INSERT INTO shiftcast.facility_requirements (facility_id, document_ids)
     SELECT facility_id, array_agg(DISTINCT document_id ORDER BY document_id)
@@ -66,7 +75,16 @@ BEGIN
     IF ids IS NULL THEN
         RETURN;
     END IF;
-    PERFORM pg_advisory_xact_lock(1702, id) FROM unnest(ids) AS id ORDER BY id;
+    -- Small sets (every event) lock per entity; a bulk statement would
+    -- exhaust the shared lock table that way, so it locks the derived table
+    -- instead. The two exclude each other: the per-entity path's DELETE
+    -- needs ROW EXCLUSIVE, which SHARE ROW EXCLUSIVE blocks, and its
+    -- INSERT ... SELECT then reads with a fresh snapshot.
+    IF cardinality(ids) <= 64 THEN
+        PERFORM pg_advisory_xact_lock(1702, id) FROM unnest(ids) AS id ORDER BY id;
+    ELSE
+        LOCK TABLE shiftcast.worker_documents IN SHARE ROW EXCLUSIVE MODE;
+    END IF;
     DELETE FROM shiftcast.worker_documents WHERE worker_id = ANY (ids);
     INSERT INTO shiftcast.worker_documents (worker_id, document_ids)
     SELECT worker_id, array_agg(DISTINCT document_id ORDER BY document_id)
