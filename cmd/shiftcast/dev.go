@@ -23,8 +23,10 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		cfg      serveConfig
 		dir      string
 		natsPort int
+		pgPort   int
 		profile  string
 		seedN    int64
+		serve    bool
 	)
 	fs := newFlagSet("dev", `Run the whole stack locally on embedded defaults: an in-process NATS server
 with JetStream, PostgreSQL from DATABASE_URL or else a local cluster started
@@ -35,7 +37,9 @@ everything.`, stdout)
 	cfg.register(fs, getenv)
 	fs.StringVar(&dir, "dir", ".shiftcast", "directory for the local PostgreSQL and NATS data")
 	fs.IntVar(&natsPort, "nats-port", 4222, "port of the embedded NATS server (unless NATS_URL is set)")
-	fs.StringVar(&profile, "profile", "marketplace", "demo dataset loaded into an empty database")
+	fs.IntVar(&pgPort, "pg-port", 5433, "port of the local PostgreSQL cluster (unless DATABASE_URL is set)")
+	fs.StringVar(&profile, "profile", "marketplace", "dataset loaded into an empty database: marketplace or challenge")
+	fs.BoolVar(&serve, "serve", true, "also run serve in this process; false keeps only PostgreSQL and NATS up (to run serve or a benchmark separately)")
 	fs.Int64Var(&seedN, "seed", 1, "demo dataset seed")
 	if help, err := parse(fs, args); help || err != nil {
 		return err
@@ -65,7 +69,7 @@ everything.`, stdout)
 		}
 		defer pgLog.Close()
 		fmt.Fprintf(stdout, "starting PostgreSQL in %s ...\n", filepath.Join(dir, "pg"))
-		cluster, err := localpg.Start(ctx, localpg.Options{Dir: filepath.Join(dir, "pg"), Durable: true, Log: pgLog})
+		cluster, err := localpg.Start(ctx, localpg.Options{Dir: filepath.Join(dir, "pg"), Port: pgPort, Durable: true, Log: pgLog})
 		if err != nil {
 			return fmt.Errorf("start local postgres (log: %s): %w", pgLog.Name(), err)
 		}
@@ -106,6 +110,11 @@ everything.`, stdout)
 		}
 	}
 
+	if !serve {
+		fmt.Fprintf(stdout, "\nPostgreSQL and NATS are up (no serve).\n  DATABASE_URL=%s\n  NATS_URL=%s\nPress Ctrl-C to stop.\n", cfg.databaseURL, cfg.natsURL)
+		<-ctx.Done()
+		return nil
+	}
 	cfg.migrate = false // done above
 	app, err := startServe(ctx, cfg, logger)
 	if err != nil {

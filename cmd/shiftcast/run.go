@@ -14,8 +14,9 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-// version is stamped at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version is stamped at build time with -ldflags "-X main.version=..."; it
+// must be SemVer, as NATS micro requires.
+var version = "0.1.0-dev"
 
 const usage = `shiftcast — eligibility-aware shift notifications for a staffing marketplace.
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync/atomic"
+	"runtime"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -27,15 +28,17 @@ type serveConfig struct {
 	concurrency    int
 	requestTimeout time.Duration
 	shutdown       time.Duration
+	debugAddr      string
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&c.httpAddr, "http-addr", envOr(getenv, "HTTP_ADDR", ":8080"), "HTTP listen address (env HTTP_ADDR)")
 	fs.BoolVar(&c.migrate, "migrate", true, "apply migrations at start (retried in the background while the database is down)")
-	fs.IntVar(&c.maxConns, "db-max-conns", 16, "PostgreSQL pool size")
+	fs.IntVar(&c.maxConns, "db-max-conns", 4*runtime.GOMAXPROCS(0), "PostgreSQL pool size (more connections than a few per core only add contention)")
 	fs.IntVar(&c.concurrency, "nats-concurrency", 64, "NATS requests handled at once")
 	fs.DurationVar(&c.requestTimeout, "request-timeout", 5*time.Second, "per-request time limit")
 	fs.DurationVar(&c.shutdown, "shutdown-timeout", 15*time.Second, "how long to wait for in-flight work on shutdown")
+	fs.StringVar(&c.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off when empty")
 }
 
 func runServe(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
@@ -138,6 +141,9 @@ func startServe(ctx context.Context, cfg serveConfig, logger *zap.Logger) (*serv
 	if err != nil {
 		app.closeQuiet()
 		return nil, err
+	}
+	if cfg.debugAddr != "" {
+		startDebugServer(bg, cfg.debugAddr, logger.Named("debug"))
 	}
 	app.http = httpapi.New(httpapi.Config{
 		Addr:    cfg.httpAddr,
