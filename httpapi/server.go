@@ -66,8 +66,9 @@ func New(cfg Config) *Server {
 }
 
 // Open listens on cfg.Addr and serves in the background.
-func (s *Server) Open() error {
-	ln, err := net.Listen("tcp", s.cfg.Addr)
+func (s *Server) Open(ctx context.Context) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
 	if err != nil {
 		return domain.Unavailable("http listener "+s.cfg.Addr, err)
 	}

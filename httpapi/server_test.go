@@ -44,7 +44,7 @@ func serve(t testing.TB, st *store.Store) string {
 		Ready:   map[string]httpapi.Pinger{"postgres": st},
 		Logger:  testenv.Logger(t),
 	})
-	require.NoError(t, srv.Open())
+	require.NoError(t, srv.Open(context.Background()))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

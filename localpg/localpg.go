@@ -258,7 +258,7 @@ func (c *Cluster) run(ctx context.Context, opts Options, cred *syscall.Credentia
 	}
 
 	// Not CommandContext: the server must outlive Start's context.
-	cmd := exec.Command(filepath.Join(c.binDir, "postgres"), args...)
+	cmd := exec.Command(filepath.Join(c.binDir, "postgres"), args...) //nolint:noctx // outlives Start's ctx by design
 	cmd.Stdout, cmd.Stderr = logw, logw
 	cmd.Dir = "/"
 	// Pdeathsig makes the kernel kill the server if we die without Stop, so
@@ -301,9 +301,9 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 		}
 		select {
 		case <-c.done:
-			return fmt.Errorf("localpg: postgres exited during start-up (%v)\n%s", c.waitErr, c.logTail.String())
+			return fmt.Errorf("localpg: postgres exited during start-up (%w)\n%s", c.waitErr, c.logTail.String())
 		case <-ctx.Done():
-			return fmt.Errorf("localpg: postgres on port %d not ready: %w (last error: %v)\n%s", c.port, ctx.Err(), err, c.logTail.String())
+			return fmt.Errorf("localpg: postgres on port %d not ready: %w (last error: %w)\n%s", c.port, ctx.Err(), err, c.logTail.String())
 		case <-tick.C:
 		}
 	}
@@ -496,7 +496,8 @@ func removeStalePID(dataDir string) {
 
 // freePort asks the kernel for an unused loopback port.
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	var lc net.ListenConfig
+	l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("localpg: find a free port: %w", err)
 	}

@@ -22,7 +22,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // Sizes the tests shrink the profiles to.
 const (
 	testShifts = 20_000
-	testScale  = 0.05 // 1,500 workers: more than one loading transaction's worth
+	testScale  = 0.05 // 1,500 workers: enough to take the triggers' bulk (table-lock) path
 )
 
 var tables = []string{"Facility", "Document", "Worker", "FacilityRequirement", "DocumentWorker", "Shift"}

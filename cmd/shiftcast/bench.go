@@ -25,8 +25,7 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 		fmt.Fprint(stdout, benchUsage)
 		return nil
 	}
-	switch args[0] {
-	case "query":
+	if args[0] == "query" {
 		return runBenchQuery(ctx, args[1:], getenv, stdout)
 	}
 	return fmt.Errorf("%w: unknown bench mode %q (want query)", errUsage, args[0])

@@ -108,7 +108,7 @@ func parse(fs *flag.FlagSet, args []string) (help bool, err error) {
 		if errors.Is(err, flag.ErrHelp) {
 			return true, nil
 		}
-		return false, fmt.Errorf("%w: %v", errUsage, err)
+		return false, fmt.Errorf("%w: %w", errUsage, err)
 	}
 	if fs.NArg() > 0 {
 		return false, fmt.Errorf("%w: unexpected arguments %q", errUsage, strings.Join(fs.Args(), " "))
@@ -120,7 +120,7 @@ func parse(fs *flag.FlagSet, args []string) (help bool, err error) {
 func newLogger(level string) (*zap.Logger, error) {
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
-		return nil, fmt.Errorf("%w: log level %q: %v", errUsage, level, err)
+		return nil, fmt.Errorf("%w: log level %q: %w", errUsage, level, err)
 	}
 	cfg := zap.NewProductionConfig()
 	cfg.Level = zap.NewAtomicLevelAt(lvl)

@@ -6,8 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"sync/atomic"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -151,7 +151,7 @@ func startServe(ctx context.Context, cfg serveConfig, logger *zap.Logger) (*serv
 		Ready:   map[string]httpapi.Pinger{"postgres": st, "migrations": migrated, "nats": natsPinger{nc}},
 		Logger:  logger.Named("http"),
 	})
-	if err := app.http.Open(); err != nil {
+	if err := app.http.Open(ctx); err != nil {
 		app.closeQuiet()
 		return nil, err
 	}
