@@ -119,6 +119,14 @@ func StartResponder(nc *nats.Conn, cfg ResponderConfig) (*Responder, error) {
 		}
 	}
 	r.svc = svc
+	// Subscriptions are buffered client-side; flushing makes "started" mean
+	// "the server routes requests to us". While disconnected (serve may
+	// start before NATS), they are sent on connect instead.
+	if nc.IsConnected() {
+		if err := nc.FlushTimeout(5 * time.Second); err != nil {
+			r.log.Warn("flush after registering the service", zap.Error(err))
+		}
+	}
 	return r, nil
 }
 
