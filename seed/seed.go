@@ -115,6 +115,11 @@ func run(ctx context.Context, st *store.Store, opts Options, out io.Writer, sz s
 		}
 		return err
 	}
+	if !opts.Bare {
+		if err := st.ResetPipelineState(ctx); err != nil {
+			return err
+		}
+	}
 	elapsed := time.Since(began)
 	fmt.Fprintf(out, "seeded profile %s (seed %d) in %s: %d facilities, %d documents, %d workers, %d facility requirements, %d worker documents, %d shifts\n",
 		opts.Profile, opts.Seed, elapsed.Round(time.Millisecond),

@@ -35,6 +35,9 @@ and serve. Data lives under --dir and is reused by the next run. Ctrl-C stops
 everything.`, stdout)
 	cfg.common.register(fs, getenv)
 	cfg.register(fs, getenv)
+	if err := cfg.pipeline.register(fs, getenv); err != nil {
+		return err
+	}
 	fs.StringVar(&dir, "dir", ".shiftcast", "directory for the local PostgreSQL and NATS data")
 	fs.IntVar(&natsPort, "nats-port", 4222, "port of the embedded NATS server (unless NATS_URL is set)")
 	fs.IntVar(&pgPort, "pg-port", 5433, "port of the local PostgreSQL cluster (unless DATABASE_URL is set)")

@@ -28,9 +28,13 @@ Commands:
   dev       the one-command local stack: local PostgreSQL and NATS, migrations, demo data, serve
   migrate   apply database migrations (marketplace tables when absent, shiftcast's, River's)
   seed      load a generated dataset (--profile challenge|marketplace)
-  bench     load-test a running serve (bench query)
+  publish   publish one marketplace event: shiftcast publish TYPE JSON
+  record    write a stream's events to a JSON-lines file
+  replay    publish a JSON-lines file of events (as record writes them)
+  bench     load-test a running serve (bench query, bench events)
 
-Environment (flags override): DATABASE_URL, NATS_URL, HTTP_ADDR, LOG_LEVEL.
+Environment (flags override): DATABASE_URL, NATS_URL, HTTP_ADDR, WEBHOOK_URL,
+WEBHOOK_SECRET, DIGEST_WINDOW, LOG_LEVEL.
 Run "shiftcast <command> --help" for a command's flags.
 `
 
@@ -63,6 +67,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return runSeed(ctx, rest, getenv, stdout)
 	case "bench":
 		return runBench(ctx, rest, getenv, stdout)
+	case "publish":
+		return runPublish(ctx, rest, getenv, stdout)
+	case "replay":
+		return runReplay(ctx, rest, getenv, stdout)
+	case "record":
+		return runRecord(ctx, rest, getenv, stdout)
 	case "version", "--version":
 		fmt.Fprintln(stdout, version)
 		return nil

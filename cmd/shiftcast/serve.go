@@ -22,6 +22,7 @@ import (
 
 type serveConfig struct {
 	common
+	pipeline       pipelineConfig
 	httpAddr       string
 	migrate        bool
 	maxConns       int
@@ -46,6 +47,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	fs := newFlagSet("serve", "Run the HTTP API and the NATS request-reply service until SIGINT/SIGTERM.", stdout)
 	cfg.common.register(fs, getenv)
 	cfg.register(fs, getenv)
+	if err := cfg.pipeline.register(fs, getenv); err != nil {
+		return err
+	}
 	if help, err := parse(fs, args); help || err != nil {
 		return err
 	}
@@ -73,6 +77,8 @@ type serveApp struct {
 	nc        *nats.Conn
 	responder *consumers.Responder
 	http      *httpapi.Server
+	pipeline  *pipeline
+	stopRun   context.CancelFunc
 	log       *zap.Logger
 	cancel    context.CancelFunc
 }
@@ -142,13 +148,25 @@ func startServe(ctx context.Context, cfg serveConfig, logger *zap.Logger) (*serv
 		app.closeQuiet()
 		return nil, err
 	}
+	ready := map[string]httpapi.Pinger{"postgres": st, "migrations": migrated, "nats": natsPinger{nc}}
+	if cfg.pipeline.events || cfg.pipeline.work {
+		pl, err := newPipeline(cfg.pipeline, st, nc, logger.Named("pipeline"))
+		if err != nil {
+			app.closeQuiet()
+			return nil, err
+		}
+		runCtx, stopRun := context.WithCancel(bg)
+		app.pipeline, app.stopRun = pl, stopRun
+		go pl.run(runCtx, cfg.pipeline, st, nc, migrated)
+		ready["pipeline"] = pl
+	}
 	if cfg.debugAddr != "" {
 		startDebugServer(bg, cfg.debugAddr, logger.Named("debug"))
 	}
 	app.http = httpapi.New(httpapi.Config{
 		Addr:    cfg.httpAddr,
 		Service: svc,
-		Ready:   map[string]httpapi.Pinger{"postgres": st, "migrations": migrated, "nats": natsPinger{nc}},
+		Ready:   ready,
 		Logger:  logger.Named("http"),
 	})
 	if err := app.http.Open(ctx); err != nil {
@@ -194,6 +212,9 @@ func (p natsPinger) Ping(context.Context) error {
 // then releases connections, in reverse order of start.
 func (a *serveApp) close(ctx context.Context) error {
 	var errs []error
+	if a.pipeline != nil {
+		errs = append(errs, a.pipeline.stop(ctx, a.stopRun))
+	}
 	if a.http != nil {
 		errs = append(errs, a.http.Close(ctx))
 	}

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/shiftcast/shiftcast/consumers"
+	"github.com/shiftcast/shiftcast/domain"
+	"github.com/shiftcast/shiftcast/jobs"
+	"github.com/shiftcast/shiftcast/publishers"
+	"github.com/shiftcast/shiftcast/store"
+)
+
+// pipelineConfig is the event pipeline's part of serve's configuration.
+type pipelineConfig struct {
+	events, work     bool
+	webhookURL       string
+	webhookSecret    string
+	digestWindow     time.Duration
+	digestGrace      time.Duration
+	digestSize       int
+	deliveryAttempts int
+	retryBase        time.Duration
+	consumerWorkers  int
+	maxDeliver       int
+	replicas         int
+	duplicateWindow  time.Duration
+	ackWait          time.Duration
+	crashAfterCommit int
+}
+
+func (c *pipelineConfig) register(fs *flag.FlagSet, getenv func(string) string) error {
+	window, err := time.ParseDuration(envOr(getenv, "DIGEST_WINDOW", "30s"))
+	if err != nil {
+		return fmt.Errorf("%w: DIGEST_WINDOW: %w", errUsage, err)
+	}
+	fs.BoolVar(&c.events, "events", true, "consume marketplace events from JetStream")
+	fs.BoolVar(&c.work, "jobs", true, "run the River workers (fan-out, digests, deliveries)")
+	fs.StringVar(&c.webhookURL, "webhook-url", getenv("WEBHOOK_URL"), "webhook receiving notifications; none when empty (env WEBHOOK_URL)")
+	fs.StringVar(&c.webhookSecret, "webhook-secret", getenv("WEBHOOK_SECRET"), "Standard Webhooks signing secret, whsec_ + base64 (env WEBHOOK_SECRET)")
+	fs.DurationVar(&c.digestWindow, "digest-window", window, "one push per worker per window (env DIGEST_WINDOW)")
+	fs.DurationVar(&c.digestGrace, "digest-grace", time.Second, "wait after a window ends before building its digests")
+	fs.IntVar(&c.digestSize, "digest-size", 10, "shifts listed in a notification (all are counted)")
+	fs.IntVar(&c.deliveryAttempts, "delivery-attempts", 10, "delivery attempts before a notification is marked failed")
+	fs.DurationVar(&c.retryBase, "delivery-retry", time.Second, "first delivery retry delay, doubled per attempt")
+	fs.IntVar(&c.consumerWorkers, "event-workers", 16, "events applied at once by this instance")
+	fs.IntVar(&c.maxDeliver, "event-max-deliver", 10, "deliveries of an event that keeps failing before it is dead-lettered")
+	fs.IntVar(&c.replicas, "stream-replicas", 1, "replicas of the MARKETPLACE streams (3 on a cluster)")
+	fs.DurationVar(&c.duplicateWindow, "stream-duplicate-window", 2*time.Minute, "JetStream duplicate window of the streams")
+	fs.DurationVar(&c.ackWait, "event-ack-wait", 30*time.Second, "how long an applied-but-unacknowledged event waits before redelivery (a crashed instance's events)")
+	fs.IntVar(&c.crashAfterCommit, "failpoint-crash-after-commit", 0, "testing only: exit the process right after the Nth event commits, before its ack")
+	return nil
+}
+
+// pipeline is the running event pipeline: the River client and the event
+// consumer, started once PostgreSQL is migrated and NATS answers.
+type pipeline struct {
+	jobs     *jobs.Pipeline
+	consumer *consumers.EventConsumer
+	log      *zap.Logger
+
+	riverStarted bool // touched only by run's goroutine, then by stop after done
+
+	mu      sync.Mutex
+	started bool
+	err     error
+	done    chan struct{}
+}
+
+// Ping reports readiness: the pipeline is up.
+func (p *pipeline) Ping(context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.started {
+		if p.err != nil {
+			return domain.Unavailable("event pipeline", p.err)
+		}
+		return domain.Errorf(domain.EUNAVAILABLE, "event pipeline not started yet")
+	}
+	return nil
+}
+
+func newPipeline(cfg pipelineConfig, st *store.Store, nc *nats.Conn, logger *zap.Logger) (*pipeline, error) {
+	channels := map[string]jobs.Deliverer{store.ChannelNATS: publishers.NewNATSNotifier(nc)}
+	if cfg.webhookURL != "" {
+		hook, err := publishers.NewWebhook(cfg.webhookURL, cfg.webhookSecret, &http.Client{Timeout: 10 * time.Second})
+		if err != nil {
+			return nil, fmt.Errorf("%w: webhook: %w", errUsage, err)
+		}
+		channels[store.ChannelWebhook] = hook
+	}
+	jp, err := jobs.New(st.Pool(), jobs.Config{
+		Store: st, Channels: channels,
+		Window: cfg.digestWindow, Grace: cfg.digestGrace, DigestSize: cfg.digestSize,
+		MaxDeliveryAttempts: cfg.deliveryAttempts, RetryBase: cfg.retryBase,
+		Work: cfg.work, Logger: logger.Named("jobs"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pipeline{jobs: jp, log: logger, done: make(chan struct{})}, nil
+}
+
+// run starts River and the consumer, retrying while a dependency is not
+// there yet, and returns once both run or ctx ends.
+func (p *pipeline) run(ctx context.Context, cfg pipelineConfig, st *store.Store, nc *nats.Conn, migrated *migrationState) {
+	defer close(p.done)
+	wait := 500 * time.Millisecond
+	for {
+		err := p.start(ctx, cfg, st, nc, migrated)
+		p.mu.Lock()
+		p.started, p.err = err == nil, err
+		p.mu.Unlock()
+		if err == nil {
+			p.log.Info("event pipeline started", zap.Bool("events", cfg.events), zap.Bool("jobs", cfg.work))
+			return
+		}
+		p.log.Warn("event pipeline not started, retrying", zap.Duration("in", wait), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 10*time.Second)
+	}
+}
+
+func (p *pipeline) start(ctx context.Context, cfg pipelineConfig, st *store.Store, nc *nats.Conn, migrated *migrationState) error {
+	if err := migrated.Ping(ctx); err != nil {
+		return err
+	}
+	if cfg.work && !p.riverStarted {
+		if err := p.jobs.Client().Start(ctx); err != nil {
+			return fmt.Errorf("start river: %w", err)
+		}
+		p.riverStarted = true
+	}
+	if !cfg.events || p.consumer != nil {
+		return nil
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := consumers.EnsureStreams(sctx, js, consumers.StreamsConfig{Replicas: cfg.replicas, DuplicateWindow: cfg.duplicateWindow}); err != nil {
+		return err
+	}
+	var committed atomic.Int64
+	cons, err := consumers.NewEventConsumer(sctx, js, consumers.EventsConfig{
+		Apply: func(ctx context.Context, ev domain.Event, seq uint64) (store.Effect, error) {
+			eff, err := st.ApplyEvent(ctx, ev, seq, time.Now(), p.jobs.Enqueue)
+			if err == nil && cfg.crashAfterCommit > 0 && committed.Add(1) == int64(cfg.crashAfterCommit) {
+				p.log.Warn("failpoint: crashing after commit, before ack", zap.String("event_id", ev.ID))
+				os.Exit(3)
+			}
+			return eff, err
+		},
+		Workers: cfg.consumerWorkers, MaxDeliver: cfg.maxDeliver, AckWait: cfg.ackWait,
+		Logger: p.log.Named("events"),
+	})
+	if err != nil {
+		return err
+	}
+	if err := cons.Start(); err != nil {
+		return err
+	}
+	p.consumer = cons
+	return nil
+}
+
+// stop stops consuming first (nothing new is applied), then lets River
+// finish the jobs it is running, within ctx.
+func (p *pipeline) stop(ctx context.Context, cancelRun context.CancelFunc) error {
+	cancelRun()
+	<-p.done
+	var errs []error
+	if p.consumer != nil {
+		errs = append(errs, p.consumer.Stop(ctx))
+	}
+	if p.riverStarted {
+		errs = append(errs, p.jobs.Client().Stop(ctx))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,26 @@
+package e2e_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The basic stream: announcements follow the rules; a past, a deleted and
+// a claimed-within-the-window shift are never announced; both channels
+// carry the same notifications; each shift is announced once per worker.
+func TestPipeline_Basic(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	e.serve()
+	e.replay("basic.jsonl")
+	want := map[int64][]int64{1: {101, 102}, 2: {102}, 3: {103}}
+	e.waitFor(e.hook, want, 2*time.Second)
+	e.waitFor(e.natsSeen, want, 0)
+	require.Zero(t, e.hook.badSig)
+	for _, n := range e.hook.notifications() {
+		require.Equal(t, "shifts.available", n.Type)
+		require.Equal(t, len(n.Shifts), n.Count)
+	}
+}

@@ -1,0 +1,380 @@
+// Package jobs holds shiftcast's River jobs: the per-window fan-out of a
+// (facility, profession) into workers, the per-worker digest, its delivery
+// with retries, and pruning. Consumers decide *who* may have new shifts;
+// these jobs decide *what* is new, from current state, when they run.
+//
+// Coalescing: every job carries the digest window it belongs to (the apply
+// time divided by the window length) and is unique by its arguments, so all
+// the events of one window touching a worker make one notify job, and all
+// those touching a (facility, profession) one fan-out. Both are scheduled at
+// the window's end plus a grace period, after every transaction of the window
+// has committed.
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
+	"go.uber.org/zap"
+	"go.uber.org/zap/exp/zapslog"
+
+	"github.com/shiftcast/shiftcast/domain"
+	"github.com/shiftcast/shiftcast/store"
+)
+
+// Queues. Notify and deliver are separate so operators can pause deliveries
+// without stopping digests from being built, and so a slow receiver cannot
+// starve fan-out.
+const (
+	QueueFanout  = "fanout"
+	QueueNotify  = "notify"
+	QueueDeliver = "deliver"
+	QueueMaint   = "maintenance"
+)
+
+// FanoutArgs expands a (facility, profession) into workers' notify jobs.
+type FanoutArgs struct {
+	FacilityID int64  `json:"facility_id"`
+	Profession string `json:"profession"`
+	Window     int64  `json:"window"`
+}
+
+// Kind implements river.JobArgs.
+func (FanoutArgs) Kind() string { return "shiftcast.fanout" }
+
+// InsertOpts makes one fan-out per (facility, profession, window).
+func (FanoutArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: QueueFanout, UniqueOpts: river.UniqueOpts{ByArgs: true}}
+}
+
+// NotifyArgs builds one worker's digest for one window.
+type NotifyArgs struct {
+	WorkerID int64 `json:"worker_id"`
+	Window   int64 `json:"window"`
+}
+
+// Kind implements river.JobArgs.
+func (NotifyArgs) Kind() string { return "shiftcast.notify" }
+
+// InsertOpts makes one notify job per (worker, window).
+func (NotifyArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: QueueNotify, UniqueOpts: river.UniqueOpts{ByArgs: true}}
+}
+
+// DeliverArgs delivers one notification on every configured channel.
+type DeliverArgs struct {
+	NotificationID string `json:"notification_id"`
+}
+
+// Kind implements river.JobArgs.
+func (DeliverArgs) Kind() string { return "shiftcast.deliver" }
+
+// InsertOpts puts deliveries on their own queue.
+func (DeliverArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: QueueDeliver} }
+
+// PruneArgs prunes the pipeline's bounded bookkeeping.
+type PruneArgs struct{}
+
+// Kind implements river.JobArgs.
+func (PruneArgs) Kind() string { return "shiftcast.prune" }
+
+// InsertOpts makes at most one prune job wait at a time.
+func (PruneArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: QueueMaint, UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
+		rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
+		rivertype.JobStateRetryable, rivertype.JobStateScheduled,
+	}}}
+}
+
+// Deliverer sends a notification on one channel. Implementations must be
+// safe to call again with the same notification (the id is stable).
+type Deliverer interface {
+	Deliver(ctx context.Context, n domain.Notification) error
+}
+
+// Store is what the jobs need from persistence.
+type Store interface {
+	FanoutWorkers(ctx context.Context, facilityID int64, profession domain.Profession) ([]int64, error)
+	BuildDigest(ctx context.Context, workerID int64, now time.Time, k int, enqueue func(ctx context.Context, tx pgx.Tx, notificationID string) error) (*domain.Notification, error)
+	Notification(ctx context.Context, id string) (store.Delivery, error)
+	MarkChannelDelivered(ctx context.Context, id, channel string) error
+	FinishDelivery(ctx context.Context, id string, want []string, lastErr error, final bool) (string, error)
+	Prune(ctx context.Context, now time.Time, keepEvents time.Duration) (int64, int64, error)
+}
+
+var _ Store = (*store.Store)(nil)
+
+// Config wires the jobs.
+type Config struct {
+	Store Store
+	// Channels maps a channel name (store.ChannelWebhook, store.ChannelNATS)
+	// to its deliverer; only configured channels are attempted.
+	Channels map[string]Deliverer
+	// Window is the digest window (DIGEST_WINDOW); Grace is added to the
+	// window's end so transactions in flight at the boundary have committed.
+	Window, Grace time.Duration
+	// DigestSize is how many shifts a notification lists (all are counted).
+	DigestSize int
+	// MaxDeliveryAttempts bounds a notification's delivery attempts; after
+	// the last, it is marked failed. RetryBase is the first retry's delay,
+	// doubled per attempt up to RetryMax.
+	MaxDeliveryAttempts int
+	RetryBase, RetryMax time.Duration
+	// KeepEvents is how long applied event ids are kept for idempotency.
+	KeepEvents time.Duration
+	// Work runs the queues; false makes an insert-only client.
+	Work bool
+	// Workers per queue when Work is set.
+	FanoutWorkers, NotifyWorkers, DeliverWorkers int
+	Now                                          func() time.Time
+	Logger                                       *zap.Logger
+}
+
+func (c *Config) defaults() {
+	if c.Window <= 0 {
+		c.Window = 30 * time.Second
+	}
+	if c.Grace <= 0 {
+		c.Grace = time.Second
+	}
+	if c.DigestSize <= 0 {
+		c.DigestSize = 10
+	}
+	if c.MaxDeliveryAttempts <= 0 {
+		c.MaxDeliveryAttempts = 10
+	}
+	if c.RetryBase <= 0 {
+		c.RetryBase = time.Second
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = 10 * time.Minute
+	}
+	if c.KeepEvents <= 0 {
+		c.KeepEvents = 7 * 24 * time.Hour
+	}
+	if c.FanoutWorkers <= 0 {
+		c.FanoutWorkers = 4
+	}
+	if c.NotifyWorkers <= 0 {
+		c.NotifyWorkers = 20
+	}
+	if c.DeliverWorkers <= 0 {
+		c.DeliverWorkers = 50
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Pipeline owns the River client and turns effects into jobs.
+type Pipeline struct {
+	cfg    Config
+	client *river.Client[pgx.Tx]
+	log    *zap.Logger
+}
+
+// New builds the River client over pool with shiftcast's workers.
+func New(pool *pgxpool.Pool, cfg Config) (*Pipeline, error) {
+	cfg.defaults()
+	p := &Pipeline{cfg: cfg, log: cfg.Logger}
+	workers := river.NewWorkers()
+	river.AddWorker(workers, &fanoutWorker{p: p})
+	river.AddWorker(workers, &notifyWorker{p: p})
+	river.AddWorker(workers, &deliverWorker{p: p})
+	river.AddWorker(workers, &pruneWorker{p: p})
+	rc := &river.Config{
+		Logger:  slog.New(zapslog.NewHandler(cfg.Logger.Named("river").Core())),
+		Workers: workers,
+	}
+	if cfg.Work {
+		rc.Queues = map[string]river.QueueConfig{
+			QueueFanout:  {MaxWorkers: cfg.FanoutWorkers},
+			QueueNotify:  {MaxWorkers: cfg.NotifyWorkers},
+			QueueDeliver: {MaxWorkers: cfg.DeliverWorkers},
+			QueueMaint:   {MaxWorkers: 1},
+		}
+		rc.PeriodicJobs = []*river.PeriodicJob{
+			river.NewPeriodicJob(river.PeriodicInterval(10*time.Minute),
+				func() (river.JobArgs, *river.InsertOpts) { return PruneArgs{}, nil },
+				&river.PeriodicJobOpts{RunOnStart: true}),
+		}
+	}
+	client, err := river.NewClient(riverpgxv5.New(pool), rc)
+	if err != nil {
+		return nil, fmt.Errorf("river client: %w", err)
+	}
+	p.client = client
+	return p, nil
+}
+
+// Client returns the River client (start, stop, pause queues).
+func (p *Pipeline) Client() *river.Client[pgx.Tx] { return p.client }
+
+// Window returns the digest window t falls in.
+func (p *Pipeline) Window(t time.Time) int64 { return t.UnixNano() / int64(p.cfg.Window) }
+
+// runAt is when a window's jobs run: its end plus the grace period.
+func (p *Pipeline) runAt(window int64) time.Time {
+	return time.Unix(0, (window+1)*int64(p.cfg.Window)).Add(p.cfg.Grace)
+}
+
+// Enqueue inserts, in tx, the jobs that carry eff: a notify job per worker
+// and a fan-out job per (facility, profession), for the current window. It
+// has the shape of store.EnqueueFunc.
+func (p *Pipeline) Enqueue(ctx context.Context, tx pgx.Tx, eff store.Effect) error {
+	window := p.Window(p.cfg.Now())
+	at := p.runAt(window)
+	params := make([]river.InsertManyParams, 0, len(eff.NotifyWorkers)+len(eff.Fanouts))
+	for _, w := range eff.NotifyWorkers {
+		params = append(params, river.InsertManyParams{Args: NotifyArgs{WorkerID: w, Window: window}, InsertOpts: &river.InsertOpts{ScheduledAt: at}})
+	}
+	for _, f := range eff.Fanouts {
+		params = append(params, river.InsertManyParams{
+			Args:       FanoutArgs{FacilityID: f.FacilityID, Profession: string(f.Profession), Window: window},
+			InsertOpts: &river.InsertOpts{ScheduledAt: at},
+		})
+	}
+	if len(params) == 0 {
+		return nil
+	}
+	_, err := p.client.InsertManyTx(ctx, tx, params)
+	return err
+}
+
+var _ store.EnqueueFunc = (*Pipeline)(nil).Enqueue
+
+type fanoutWorker struct {
+	river.WorkerDefaults[FanoutArgs]
+	p *Pipeline
+}
+
+// insertBatch bounds one InsertMany's size so a profession of tens of
+// thousands of workers is expanded in a few statements, not one huge one.
+const insertBatch = 2000
+
+func (w *fanoutWorker) Work(ctx context.Context, job *river.Job[FanoutArgs]) error {
+	a := job.Args
+	ids, err := w.p.cfg.Store.FanoutWorkers(ctx, a.FacilityID, domain.Profession(a.Profession))
+	if err != nil {
+		return err
+	}
+	at := w.p.runAt(a.Window)
+	for start := 0; start < len(ids); start += insertBatch {
+		batch := ids[start:min(start+insertBatch, len(ids))]
+		params := make([]river.InsertManyParams, len(batch))
+		for i, id := range batch {
+			params[i] = river.InsertManyParams{Args: NotifyArgs{WorkerID: id, Window: a.Window}, InsertOpts: &river.InsertOpts{ScheduledAt: at}}
+		}
+		if _, err := w.p.client.InsertMany(ctx, params); err != nil {
+			return fmt.Errorf("fan out facility %d %s: insert notify jobs: %w", a.FacilityID, a.Profession, err)
+		}
+	}
+	w.p.log.Debug("fanned out", zap.Int64("job_id", job.ID), zap.Int64("facility_id", a.FacilityID),
+		zap.String("profession", a.Profession), zap.Int("workers", len(ids)))
+	return nil
+}
+
+type notifyWorker struct {
+	river.WorkerDefaults[NotifyArgs]
+	p *Pipeline
+}
+
+func (w *notifyWorker) Work(ctx context.Context, job *river.Job[NotifyArgs]) error {
+	n, err := w.p.cfg.Store.BuildDigest(ctx, job.Args.WorkerID, w.p.cfg.Now(), w.p.cfg.DigestSize,
+		func(ctx context.Context, tx pgx.Tx, id string) error {
+			_, err := w.p.client.InsertTx(ctx, tx, DeliverArgs{NotificationID: id}, &river.InsertOpts{MaxAttempts: w.p.cfg.MaxDeliveryAttempts})
+			return err
+		})
+	if err != nil {
+		if domain.ErrorCode(err) == domain.ENOTFOUND {
+			return river.JobCancel(err) // the worker is gone: retrying cannot help
+		}
+		return err
+	}
+	if n != nil {
+		w.p.log.Debug("digest built", zap.Int64("job_id", job.ID), zap.Int64("worker_id", n.WorkerID),
+			zap.String("notification_id", n.ID), zap.Int("count", n.Count))
+	}
+	return nil
+}
+
+type deliverWorker struct {
+	river.WorkerDefaults[DeliverArgs]
+	p *Pipeline
+}
+
+// NextRetry backs off exponentially from RetryBase, capped at RetryMax.
+func (w *deliverWorker) NextRetry(job *river.Job[DeliverArgs]) time.Time {
+	d := w.p.cfg.RetryBase << min(job.Attempt-1, 30)
+	if d <= 0 || d > w.p.cfg.RetryMax {
+		d = w.p.cfg.RetryMax
+	}
+	return time.Now().Add(d)
+}
+
+func (w *deliverWorker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
+	id := job.Args.NotificationID
+	d, err := w.p.cfg.Store.Notification(ctx, id)
+	if err != nil {
+		return err
+	}
+	if d.Status != "pending" {
+		return nil // delivered (or given up on) by an earlier attempt
+	}
+	want := slices.Sorted(maps.Keys(w.p.cfg.Channels))
+	var errs []error
+	for _, name := range want {
+		deliverer := w.p.cfg.Channels[name]
+		if d.Delivered[name] {
+			continue // never send a channel twice because another failed
+		}
+		if err := deliverer.Deliver(ctx, d.Notification); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			continue
+		}
+		if err := w.p.cfg.Store.MarkChannelDelivered(ctx, id, name); err != nil {
+			return err
+		}
+	}
+	failure := errors.Join(errs...)
+	final := job.Attempt >= job.MaxAttempts
+	status, err := w.p.cfg.Store.FinishDelivery(ctx, id, want, failure, final)
+	if err != nil {
+		return err
+	}
+	if failure == nil {
+		return nil
+	}
+	fields := []zap.Field{zap.Int64("job_id", job.ID), zap.String("notification_id", id),
+		zap.Int64("worker_id", d.Notification.WorkerID), zap.Int("attempt", job.Attempt), zap.Error(failure)}
+	if status == "failed" {
+		w.p.log.Error("notification delivery failed for good", fields...)
+	} else {
+		w.p.log.Warn("notification delivery failed, will retry", fields...)
+	}
+	return fmt.Errorf("deliver notification %s: %w", id, failure)
+}
+
+type pruneWorker struct {
+	river.WorkerDefaults[PruneArgs]
+	p *Pipeline
+}
+
+func (w *pruneWorker) Work(ctx context.Context, job *river.Job[PruneArgs]) error {
+	openings, events, err := w.p.cfg.Store.Prune(ctx, w.p.cfg.Now(), w.p.cfg.KeepEvents)
+	if err != nil {
+		return err
+	}
+	w.p.log.Info("pruned", zap.Int64("job_id", job.ID), zap.Int64("shift_openings", openings), zap.Int64("applied_events", events))
+	return nil
+}

@@ -1,0 +1,336 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/shiftcast/shiftcast/domain"
+)
+
+// ErrMissingDependency means an event refers to an entity shiftcast has not
+// seen yet (a claim before its shift's creation, a document added to an
+// unknown worker). Events are not ordered across subjects, so this is
+// usually transient: the consumer redelivers later, and dead-letters only
+// once its delivery attempts are spent.
+var ErrMissingDependency = errors.New("missing dependency")
+
+// Outcomes of applying an event.
+const (
+	OutcomeApplied   = "applied"
+	OutcomeDuplicate = "duplicate"
+	OutcomeStale     = "stale"
+)
+
+// Fanout is a (facility, profession) whose open shifts may have become
+// available to workers: a fan-out job expands it into workers' notify jobs.
+type Fanout struct {
+	FacilityID int64
+	Profession domain.Profession
+}
+
+// Effect is what applying an event did and who may have new shifts: the
+// consumer turns NotifyWorkers and Fanouts into River jobs in the same
+// transaction.
+type Effect struct {
+	Outcome       string
+	NotifyWorkers []int64
+	Fanouts       []Fanout
+}
+
+// EnqueueFunc inserts the jobs carrying an effect, inside the transaction
+// that applied it, so the change and its consequences commit together.
+type EnqueueFunc func(ctx context.Context, tx pgx.Tx, eff Effect) error
+
+// ApplyEvent applies ev, delivered at stream sequence seq, in one
+// transaction: it records the event id (a repeat is a no-op, however late),
+// advances the entity's position (an older event than the last applied one
+// is a no-op), changes the marketplace tables, and calls enqueue with the
+// effect before committing. now decides which shifts are in the future.
+func (s *Store) ApplyEvent(ctx context.Context, ev domain.Event, seq uint64, now time.Time, enqueue EnqueueFunc) (Effect, error) {
+	var eff Effect
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		eff = Effect{}
+		tag, err := tx.Exec(ctx, `
+			INSERT INTO shiftcast.applied_events (event_id, event_type, stream_seq, event_time, outcome)
+			VALUES ($1, $2, $3, $4, 'applied') ON CONFLICT (event_id) DO NOTHING`,
+			ev.ID, ev.Type, int64(seq), ev.Time)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			eff.Outcome = OutcomeDuplicate
+			return nil
+		}
+		kind, id1, id2 := entityOf(ev)
+		var newer bool
+		err = tx.QueryRow(ctx, `
+			INSERT INTO shiftcast.entity_positions (kind, id1, id2, seq) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (kind, id1, id2) DO UPDATE SET seq = EXCLUDED.seq
+			WHERE entity_positions.seq < EXCLUDED.seq
+			RETURNING true`, kind, id1, id2, int64(seq)).Scan(&newer)
+		if errors.Is(err, pgx.ErrNoRows) {
+			eff.Outcome = OutcomeStale
+			_, err = tx.Exec(ctx, `UPDATE shiftcast.applied_events SET outcome = 'stale' WHERE event_id = $1`, ev.ID)
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		eff.Outcome = OutcomeApplied
+		if err := apply(ctx, tx, ev, now, &eff); err != nil {
+			return err
+		}
+		if enqueue != nil && (len(eff.NotifyWorkers) > 0 || len(eff.Fanouts) > 0) {
+			if err := enqueue(ctx, tx, eff); err != nil {
+				return fmt.Errorf("enqueue jobs: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "23503" { // foreign_key_violation
+			err = fmt.Errorf("%w: %s", ErrMissingDependency, pgErr.Detail)
+		}
+		if errors.Is(err, ErrMissingDependency) {
+			return Effect{}, fmt.Errorf("apply %s %s: %w", ev.Type, ev.ID, err)
+		}
+		return Effect{}, classify(fmt.Sprintf("apply %s %s", ev.Type, ev.ID), err)
+	}
+	return eff, nil
+}
+
+// entityOf names the entity whose position an event advances. Pairs
+// (a worker's document, a facility's requirement) are entities of their own.
+func entityOf(ev domain.Event) (kind string, id1, id2 int64) {
+	switch d := ev.Data.(type) {
+	case *domain.ShiftCreated:
+		return "shift", d.ID, 0
+	case *domain.ShiftClaimed:
+		return "shift", d.ShiftID, 0
+	case *domain.ShiftRef:
+		return "shift", d.ShiftID, 0
+	case *domain.WorkerCreated:
+		return "worker", d.ID, 0
+	case *domain.WorkerRef:
+		return "worker", d.WorkerID, 0
+	case *domain.WorkerDocument:
+		return "worker_document", d.WorkerID, d.DocumentID
+	case *domain.FacilityCreated:
+		return "facility", d.ID, 0
+	case *domain.FacilityRef:
+		return "facility", d.FacilityID, 0
+	case *domain.FacilityRequirement:
+		return "facility_requirement", d.FacilityID, d.DocumentID
+	case *domain.DocumentCreated:
+		return "document", d.ID, 0
+	}
+	panic(fmt.Sprintf("store: no entity for event data %T", ev.Data))
+}
+
+func missing(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrMissingDependency, fmt.Sprintf(format, args...))
+}
+
+// allProfessions fans a facility-wide change out to every profession.
+func allProfessions(facilityID int64) []Fanout {
+	out := make([]Fanout, len(domain.Professions))
+	for i, p := range domain.Professions {
+		out[i] = Fanout{FacilityID: facilityID, Profession: p}
+	}
+	return out
+}
+
+// apply changes the marketplace tables for one event and fills in who may
+// have new shifts. Events carry the state they set, so applying one whose
+// state is already there (a shared database, a replay after the id record
+// was pruned) changes nothing; who to notify is decided regardless, because
+// the notify job, not the event, decides what is actually new.
+func apply(ctx context.Context, tx pgx.Tx, ev domain.Event, now time.Time, eff *Effect) error {
+	switch d := ev.Data.(type) {
+	case *domain.ShiftCreated:
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO "Shift" (id, start, "end", profession, is_deleted, facility_id, worker_id)
+			VALUES ($1, $2, $3, $4, false, $5, NULL) ON CONFLICT (id) DO NOTHING`,
+			d.ID, d.Start, d.End, string(d.Profession), d.FacilityID); err != nil {
+			return err
+		}
+		return opened(ctx, tx, d.ID, now, eff)
+
+	case *domain.ShiftClaimed:
+		tag, err := tx.Exec(ctx, `UPDATE "Shift" SET worker_id = $2 WHERE id = $1`, d.ShiftID, d.WorkerID)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return missing("shift %d", d.ShiftID)
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM shiftcast.shift_openings WHERE shift_id = $1`, d.ShiftID)
+		return err
+
+	case *domain.ShiftRef:
+		if ev.Type == domain.TypeShiftReleased {
+			tag, err := tx.Exec(ctx, `UPDATE "Shift" SET worker_id = NULL WHERE id = $1`, d.ShiftID)
+			if err != nil {
+				return err
+			}
+			if tag.RowsAffected() == 0 {
+				return missing("shift %d", d.ShiftID)
+			}
+			return opened(ctx, tx, d.ShiftID, now, eff)
+		}
+		tag, err := tx.Exec(ctx, `UPDATE "Shift" SET is_deleted = true WHERE id = $1`, d.ShiftID)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return missing("shift %d", d.ShiftID)
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM shiftcast.shift_openings WHERE shift_id = $1`, d.ShiftID)
+		return err
+
+	case *domain.WorkerCreated:
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO "Worker" (id, name, is_active, profession) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (id) DO NOTHING`, d.ID, d.Name, d.IsActive, string(d.Profession)); err != nil {
+			return err
+		}
+		if d.IsActive {
+			eff.NotifyWorkers = append(eff.NotifyWorkers, d.ID)
+		}
+		return nil
+
+	case *domain.WorkerRef:
+		active := ev.Type == domain.TypeWorkerActivated
+		tag, err := tx.Exec(ctx, `UPDATE "Worker" SET is_active = $2 WHERE id = $1`, d.WorkerID, active)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return missing("worker %d", d.WorkerID)
+		}
+		if active {
+			eff.NotifyWorkers = append(eff.NotifyWorkers, d.WorkerID)
+			return nil
+		}
+		// A deactivated worker has left every shift's eligible set: when
+		// they come back, everything they can take is news to them.
+		_, err = tx.Exec(ctx, `
+			UPDATE shiftcast.worker_notify_state SET facilities = '{}', snapshot = NULL WHERE worker_id = $1`, d.WorkerID)
+		return err
+
+	case *domain.WorkerDocument:
+		if ev.Type == domain.TypeWorkerDocumentAdded {
+			if _, err := tx.Exec(ctx, `
+				INSERT INTO "DocumentWorker" (worker_id, document_id)
+				SELECT $1, $2 WHERE NOT EXISTS (
+					SELECT 1 FROM "DocumentWorker" WHERE worker_id = $1 AND document_id = $2)`,
+				d.WorkerID, d.DocumentID); err != nil {
+				return err
+			}
+			eff.NotifyWorkers = append(eff.NotifyWorkers, d.WorkerID)
+			return nil
+		}
+		return deleteOrMissing(ctx, tx,
+			`DELETE FROM "DocumentWorker" WHERE worker_id = $1 AND document_id = $2`,
+			`SELECT EXISTS (SELECT 1 FROM "Worker" WHERE id = $1)`, "worker", d.WorkerID, d.DocumentID)
+
+	case *domain.FacilityCreated:
+		_, err := tx.Exec(ctx, `
+			INSERT INTO "Facility" (id, name, is_active) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING`,
+			d.ID, d.Name, d.IsActive)
+		return err
+
+	case *domain.FacilityRef:
+		active := ev.Type == domain.TypeFacilityActivated
+		tag, err := tx.Exec(ctx, `UPDATE "Facility" SET is_active = $2 WHERE id = $1`, d.FacilityID, active)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return missing("facility %d", d.FacilityID)
+		}
+		if active {
+			eff.Fanouts = append(eff.Fanouts, allProfessions(d.FacilityID)...)
+		}
+		return nil
+
+	case *domain.FacilityRequirement:
+		if ev.Type == domain.TypeFacilityRequirementAdded {
+			_, err := tx.Exec(ctx, `
+				INSERT INTO "FacilityRequirement" (facility_id, document_id)
+				SELECT $1, $2 WHERE NOT EXISTS (
+					SELECT 1 FROM "FacilityRequirement" WHERE facility_id = $1 AND document_id = $2)`,
+				d.FacilityID, d.DocumentID)
+			return err
+		}
+		if err := deleteOrMissing(ctx, tx,
+			`DELETE FROM "FacilityRequirement" WHERE facility_id = $1 AND document_id = $2`,
+			`SELECT EXISTS (SELECT 1 FROM "Facility" WHERE id = $1)`, "facility", d.FacilityID, d.DocumentID); err != nil {
+			return err
+		}
+		eff.Fanouts = append(eff.Fanouts, allProfessions(d.FacilityID)...)
+		return nil
+
+	case *domain.DocumentCreated:
+		_, err := tx.Exec(ctx, `
+			INSERT INTO "Document" (id, name, is_active) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING`,
+			d.ID, d.Name, d.IsActive)
+		return err
+	}
+	return fmt.Errorf("no handler for event data %T", ev.Data)
+}
+
+// deleteOrMissing removes a pair's rows (all of them: the tables allow
+// repeats). Removing what is not there is a no-op, unless the owner itself
+// is unknown, which means its creation has not arrived yet.
+func deleteOrMissing(ctx context.Context, tx pgx.Tx, del, exists, what string, owner, doc int64) error {
+	tag, err := tx.Exec(ctx, del, owner, doc)
+	if err != nil || tag.RowsAffected() > 0 {
+		return err
+	}
+	var ok bool
+	if err := tx.QueryRow(ctx, exists, owner).Scan(&ok); err != nil {
+		return err
+	}
+	if !ok {
+		return missing("%s %d", what, owner)
+	}
+	return nil
+}
+
+// opened records that shift id (is now) open, in this transaction, and fans
+// it out when it is in the future. A shift that is deleted or claimed after
+// all (a shared database ahead of the event) is not open: nothing to do.
+func opened(ctx context.Context, tx pgx.Tx, id int64, now time.Time, eff *Effect) error {
+	var (
+		facilityID int64
+		profession string
+		future     bool
+	)
+	err := tx.QueryRow(ctx, `
+		WITH s AS (
+			SELECT id, facility_id, profession, start FROM "Shift"
+			WHERE id = $1 AND NOT is_deleted AND worker_id IS NULL
+		), o AS (
+			INSERT INTO shiftcast.shift_openings (shift_id, opened_xid, start)
+			SELECT id, pg_current_xact_id(), start FROM s
+			ON CONFLICT (shift_id) DO UPDATE SET opened_xid = EXCLUDED.opened_xid, start = EXCLUDED.start
+		)
+		SELECT facility_id, profession::text, start > $2 FROM s`, id, now.UTC()).Scan(&facilityID, &profession, &future)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if future {
+		eff.Fanouts = append(eff.Fanouts, Fanout{FacilityID: facilityID, Profession: domain.Profession(profession)})
+	}
+	return nil
+}

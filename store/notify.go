@@ -1,0 +1,264 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/shiftcast/shiftcast/domain"
+)
+
+// FanoutWorkers returns every worker who can take open shifts of the given
+// profession at the facility: active, of that profession, holding every
+// required document. One set-based query (array containment, GIN-indexed)
+// whatever the workforce's size.
+func (s *Store) FanoutWorkers(ctx context.Context, facilityID int64, profession domain.Profession) ([]int64, error) {
+	rows, err := s.pool.Query(ctx, `
+		WITH f AS (
+			SELECT COALESCE(fr.document_ids, '{}') AS req
+			FROM "Facility" fa
+			LEFT JOIN shiftcast.facility_requirements fr ON fr.facility_id = fa.id
+			WHERE fa.id = $1 AND fa.is_active
+		)
+		SELECT w.id
+		FROM f
+		JOIN "Worker" w ON w.is_active AND w.profession = $2::"Profession"
+		LEFT JOIN shiftcast.worker_documents wd ON wd.worker_id = w.id
+		WHERE f.req = '{}' OR wd.document_ids @> f.req
+		ORDER BY w.id`, facilityID, string(profession))
+	if err != nil {
+		return nil, classify(fmt.Sprintf("fan out facility %d %s", facilityID, profession), err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, classify(fmt.Sprintf("fan out facility %d %s", facilityID, profession), err)
+	}
+	return ids, nil
+}
+
+// digestSQL finds the shifts new to worker $1: eligible now, starting after
+// $2, and either at a facility the worker was not eligible for at its last
+// push or opened by a transaction that push's snapshot did not see. The
+// first branch only runs for newly eligible facilities; the second only
+// reads openings at or after the snapshot's xmin, so both stay small.
+const digestSQL = `
+WITH st AS (
+    SELECT facilities, snapshot FROM shiftcast.worker_notify_state WHERE worker_id = $1
+), w AS (
+    SELECT profession FROM "Worker" WHERE id = $1 AND is_active
+), ef AS (
+    SELECT shiftcast.eligible_facilities($1) AS ids
+), fresh AS (
+    SELECT ARRAY(SELECT unnest(ef.ids) EXCEPT SELECT unnest(st.facilities)) AS ids FROM ef, st
+), cand AS (
+    SELECT s.id, s.facility_id, s.start, s."end"
+    FROM w, fresh, "Shift" s
+    WHERE s.facility_id = ANY (fresh.ids) AND s.profession = w.profession
+      AND NOT s.is_deleted AND s.worker_id IS NULL AND s.start > $2
+    UNION
+    SELECT s.id, s.facility_id, s.start, s."end"
+    FROM w, ef, st, shiftcast.shift_openings o
+    JOIN "Shift" s ON s.id = o.shift_id
+    WHERE (st.snapshot IS NULL OR o.opened_xid >= pg_snapshot_xmin(st.snapshot))
+      AND (st.snapshot IS NULL OR NOT pg_visible_in_snapshot(o.opened_xid, st.snapshot))
+      AND o.start > $2
+      AND s.facility_id = ANY (ef.ids) AND s.profession = w.profession
+      AND NOT s.is_deleted AND s.worker_id IS NULL AND s.start > $2
+)
+SELECT c.id, c.facility_id, w.profession::text, c.start, c."end", count(*) OVER ()
+FROM cand c, w
+ORDER BY c.start, c.id
+LIMIT $3`
+
+// BuildDigest builds worker workerID's digest from current state: the
+// shifts that became available to them since their last push, at most k
+// listed (soonest first) and all counted. When there are any, it records the
+// notification and calls enqueue with its id in the same transaction, so the
+// delivery job exists exactly when the notification does. Either way it
+// moves the worker's watermark to now, so nothing is announced twice.
+// It returns nil when there is nothing new.
+func (s *Store) BuildDigest(ctx context.Context, workerID int64, now time.Time, k int, enqueue func(ctx context.Context, tx pgx.Tx, notificationID string) error) (*domain.Notification, error) {
+	var n *domain.Notification
+	// REPEATABLE READ: the candidates and the snapshot stored as the new
+	// watermark must be one and the same view of the data. Two digests of
+	// one worker racing make one fail to serialize; River retries it.
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
+		n = nil
+		rows, err := tx.Query(ctx, digestSQL, workerID, now.UTC(), k)
+		if err != nil {
+			return err
+		}
+		var shifts []domain.NotificationShift
+		total := 0
+		var sh domain.NotificationShift
+		var prof string
+		_, err = pgx.ForEachRow(rows, []any{&sh.ID, &sh.FacilityID, &prof, &sh.Start, &sh.End, &total}, func() error {
+			sh.Profession = internProfession(prof)
+			shifts = append(shifts, sh)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `
+			UPDATE shiftcast.worker_notify_state
+			SET facilities = shiftcast.eligible_facilities($1), snapshot = pg_current_snapshot(), notified_at = now()
+			WHERE worker_id = $1`, workerID)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return domain.Errorf(domain.ENOTFOUND, "worker %d has no notification state", workerID)
+		}
+		if total == 0 {
+			return nil
+		}
+		body, err := json.Marshal(shifts)
+		if err != nil {
+			return err
+		}
+		n = &domain.Notification{Type: domain.NotificationTypeShiftsAvailable, WorkerID: workerID, Count: total, Shifts: shifts}
+		if err := tx.QueryRow(ctx, `
+			INSERT INTO shiftcast.notifications (worker_id, count, shifts) VALUES ($1, $2, $3)
+			RETURNING id::text, created_at`, workerID, total, body).Scan(&n.ID, &n.CreatedAt); err != nil {
+			return err
+		}
+		n.CreatedAt = n.CreatedAt.UTC()
+		return enqueue(ctx, tx, n.ID)
+	})
+	if err != nil {
+		return nil, classify(fmt.Sprintf("build digest for worker %d", workerID), err)
+	}
+	return n, nil
+}
+
+// Delivery channels, as recorded on a notification.
+const (
+	ChannelWebhook = "webhook"
+	ChannelNATS    = "nats"
+)
+
+// Delivery is a notification and which channels already have it.
+type Delivery struct {
+	Notification domain.Notification
+	Status       string
+	Delivered    map[string]bool
+}
+
+// Notification loads a notification for delivery.
+func (s *Store) Notification(ctx context.Context, id string) (Delivery, error) {
+	d := Delivery{Delivered: map[string]bool{}}
+	var (
+		shifts          []byte
+		webhook, natsAt *time.Time
+		n               = &d.Notification
+	)
+	err := s.pool.QueryRow(ctx, `
+		SELECT id::text, worker_id, count, shifts, created_at, status, webhook_delivered_at, nats_delivered_at
+		FROM shiftcast.notifications WHERE id = $1`, id).
+		Scan(&n.ID, &n.WorkerID, &n.Count, &shifts, &n.CreatedAt, &d.Status, &webhook, &natsAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return d, domain.Errorf(domain.ENOTFOUND, "notification %s not found", id)
+	}
+	if err != nil {
+		return d, classify("load notification "+id, err)
+	}
+	if err := json.Unmarshal(shifts, &n.Shifts); err != nil {
+		return d, fmt.Errorf("decode notification %s shifts: %w", id, err)
+	}
+	n.Type, n.CreatedAt = domain.NotificationTypeShiftsAvailable, n.CreatedAt.UTC()
+	d.Delivered[ChannelWebhook], d.Delivered[ChannelNATS] = webhook != nil, natsAt != nil
+	return d, nil
+}
+
+// MarkChannelDelivered records that channel has the notification, so a
+// retry of the other channels never sends this one again.
+func (s *Store) MarkChannelDelivered(ctx context.Context, id, channel string) error {
+	col := map[string]string{ChannelWebhook: "webhook_delivered_at", ChannelNATS: "nats_delivered_at"}[channel]
+	if col == "" {
+		return fmt.Errorf("unknown channel %q", channel)
+	}
+	_, err := s.pool.Exec(ctx, fmt.Sprintf(`
+		UPDATE shiftcast.notifications SET %[1]s = COALESCE(%[1]s, now()) WHERE id = $1`, col), id)
+	if err != nil {
+		return classify("mark notification "+id+" delivered on "+channel, err)
+	}
+	return nil
+}
+
+// FinishDelivery records an attempt: delivered when every wanted channel
+// has the notification, failed when final is set and one does not, pending
+// otherwise; lastErr is kept for operators.
+func (s *Store) FinishDelivery(ctx context.Context, id string, want []string, lastErr error, final bool) (string, error) {
+	errText := ""
+	if lastErr != nil {
+		errText = lastErr.Error()
+	}
+	var status string
+	err := s.pool.QueryRow(ctx, `
+		UPDATE shiftcast.notifications SET
+			attempts = attempts + 1,
+			last_error = NULLIF($2, ''),
+			status = CASE
+				WHEN ($3 AND webhook_delivered_at IS NULL) OR ($4 AND nats_delivered_at IS NULL)
+				THEN CASE WHEN $5 THEN 'failed' ELSE 'pending' END
+				ELSE 'delivered' END,
+			delivered_at = CASE
+				WHEN ($3 AND webhook_delivered_at IS NULL) OR ($4 AND nats_delivered_at IS NULL) THEN NULL
+				ELSE now() END
+		WHERE id = $1
+		RETURNING status`, id, errText, contains(want, ChannelWebhook), contains(want, ChannelNATS), final).Scan(&status)
+	if err != nil {
+		return "", classify("finish delivery of notification "+id, err)
+	}
+	return status, nil
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Prune deletes what the pipeline no longer needs: openings of shifts that
+// have started (they can never be announced again) and event-id records
+// older than keepEvents (redeliveries that old are not expected; the entity
+// positions still stop them from undoing newer state).
+func (s *Store) Prune(ctx context.Context, now time.Time, keepEvents time.Duration) (openings, events int64, err error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM shiftcast.shift_openings WHERE start <= $1`, now.UTC())
+	if err != nil {
+		return 0, 0, classify("prune shift openings", err)
+	}
+	openings = tag.RowsAffected()
+	tag, err = s.pool.Exec(ctx, `DELETE FROM shiftcast.applied_events WHERE applied_at < $1`, now.Add(-keepEvents))
+	if err != nil {
+		return openings, 0, classify("prune applied events", err)
+	}
+	return openings, tag.RowsAffected(), nil
+}
+
+// ResetPipelineState makes the current marketplace data the pipeline's
+// baseline after a bulk load: every worker's notifications start from what
+// they are eligible for now (seeded shifts are not news), and the event
+// bookkeeping of data that was replaced (ids, positions, openings) is
+// dropped, since a reloaded dataset reuses entity ids.
+func (s *Store) ResetPipelineState(ctx context.Context) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `
+			TRUNCATE shiftcast.applied_events, shiftcast.entity_positions, shiftcast.shift_openings;
+			DELETE FROM shiftcast.worker_notify_state ns WHERE NOT EXISTS (SELECT 1 FROM "Worker" w WHERE w.id = ns.worker_id);
+			INSERT INTO shiftcast.worker_notify_state (worker_id, facilities, snapshot, notified_at)
+			SELECT id, shiftcast.eligible_facilities(id), pg_current_snapshot(), now() FROM "Worker"
+			ON CONFLICT (worker_id) DO UPDATE SET
+				facilities = EXCLUDED.facilities, snapshot = EXCLUDED.snapshot, notified_at = EXCLUDED.notified_at`)
+		return err
+	})
+	return classify("reset pipeline state", err)
+}
