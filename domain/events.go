@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -166,9 +169,21 @@ func DecodeEvent(raw []byte) (Event, error) {
 		ID              string          `json:"id"`
 		Source          string          `json:"source"`
 		Type            string          `json:"type"`
-		Time            *time.Time      `json:"time"`
+		Time            json.RawMessage `json:"time"`
 		DataContentType string          `json:"datacontenttype"`
 		Data            json.RawMessage `json:"data"`
+	}
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &members); err != nil {
+		return Event{}, Errorf(EINVALID, "event is not a CloudEvents JSON object: %v", err)
+	}
+	if members == nil {
+		return Event{}, Errorf(EINVALID, "event is not a CloudEvents JSON object: got null")
+	}
+	for _, k := range slices.Sorted(maps.Keys(members)) {
+		if k != strings.ToLower(k) {
+			return Event{}, Errorf(EINVALID, "event attribute %q is not lower case", k)
+		}
 	}
 	if err := json.Unmarshal(raw, &env); err != nil {
 		return Event{}, Errorf(EINVALID, "event is not a CloudEvents JSON object: %v", err)
@@ -182,10 +197,14 @@ func DecodeEvent(raw []byte) (Event, error) {
 		return Event{}, Errorf(EINVALID, "event id is longer than 256 characters")
 	case env.Source == "":
 		return Event{}, Errorf(EINVALID, "event source is missing")
-	case env.Time == nil:
+	case len(env.Time) == 0 || bytes.Equal(env.Time, []byte("null")):
 		return Event{}, Errorf(EINVALID, "event time is missing")
 	case env.DataContentType != "" && env.DataContentType != "application/json":
 		return Event{}, Errorf(EINVALID, "datacontenttype must be application/json, got %q", env.DataContentType)
+	}
+	at, err := parseTime("event time", env.Time)
+	if err != nil {
+		return Event{}, Errorf(EINVALID, "%v", err)
 	}
 	data := newData(env.Type)
 	if data == nil {
@@ -199,7 +218,7 @@ func DecodeEvent(raw []byte) (Event, error) {
 	}
 	return Event{
 		SpecVersion: env.SpecVersion, ID: env.ID, Source: env.Source, Type: env.Type,
-		Time: env.Time.UTC(), DataContentType: env.DataContentType, Data: data,
+		Time: at, DataContentType: env.DataContentType, Data: data,
 	}, nil
 }
 
@@ -214,10 +233,26 @@ func decodeStrict(raw json.RawMessage, v any) error {
 		return fmt.Errorf("not a JSON object")
 	}
 	rt := reflect.TypeOf(v).Elem()
+	fields := map[string]reflect.Type{}
 	for i := range rt.NumField() {
 		name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
-		if val, ok := present[name]; !ok || bytes.Equal(val, []byte("null")) {
+		fields[name] = rt.Field(i).Type
+	}
+	for i := range rt.NumField() {
+		name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
+		val, ok := present[name]
+		if !ok || bytes.Equal(val, []byte("null")) {
 			return fmt.Errorf("field %q is missing", name)
+		}
+		if rt.Field(i).Type == reflect.TypeFor[time.Time]() {
+			if _, err := parseTime(fmt.Sprintf("field %q", name), val); err != nil {
+				return err
+			}
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(present)) {
+		if _, ok := fields[k]; !ok {
+			return fmt.Errorf("unknown field %q", k)
 		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -230,6 +265,26 @@ func decodeStrict(raw json.RawMessage, v any) error {
 		return err
 	}
 	return nil
+}
+
+var rfc3339 = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$`)
+
+// parseTime parses raw, a JSON value, as an RFC 3339 time string whose UTC
+// form is still within years 0000-9999 (so that it re-encodes), in UTC.
+func parseTime(name string, raw json.RawMessage) (time.Time, error) {
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil || !rfc3339.MatchString(s) {
+		return time.Time{}, fmt.Errorf("%s must be an RFC 3339 time string, got %s", name, raw)
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%s must be an RFC 3339 time string, got %s: %v", name, raw, err)
+	}
+	t = t.UTC()
+	if y := t.Year(); y < 0 || y > 9999 {
+		return time.Time{}, fmt.Errorf("%s %s is outside years 0000-9999 in UTC", name, raw)
+	}
+	return t, nil
 }
 
 func jsonKind(t reflect.Type) string {
