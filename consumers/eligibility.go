@@ -18,6 +18,7 @@ import (
 
 	"github.com/shiftcast/shiftcast/domain"
 	"github.com/shiftcast/shiftcast/eligibility"
+	"github.com/shiftcast/shiftcast/metrics"
 )
 
 // Service identity and subjects, as DESIGN.md section 3 fixes them.
@@ -39,6 +40,8 @@ type ResponderConfig struct {
 	// Timeout bounds each request's work so a stalled database cannot pile
 	// up goroutines.
 	Timeout time.Duration
+	// Metrics, when set, records each request's latency and status.
+	Metrics *metrics.Metrics
 	Logger  *zap.Logger
 }
 
@@ -165,7 +168,9 @@ func (r *Responder) dispatch(name string, handle func(context.Context, []byte) (
 			} else if rerr := req.Respond(body); rerr != nil {
 				r.log.Warn("respond failed", zap.String("endpoint", name), zap.Error(rerr))
 			}
-			st.nanos.Add(int64(time.Since(start)))
+			elapsed := time.Since(start)
+			st.nanos.Add(int64(elapsed))
+			r.cfg.Metrics.Query("nats", name, eligibility.Status(domain.ErrorCode(err)), elapsed)
 		}()
 	}
 }

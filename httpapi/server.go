@@ -21,6 +21,7 @@ import (
 
 	"github.com/shiftcast/shiftcast/domain"
 	"github.com/shiftcast/shiftcast/eligibility"
+	"github.com/shiftcast/shiftcast/metrics"
 )
 
 //go:embed openapi.json
@@ -37,7 +38,13 @@ type Config struct {
 	Service *eligibility.Service
 	// Ready lists the dependencies /readyz checks, by name.
 	Ready  map[string]Pinger
-	Logger *zap.Logger
+	// Admin and AdminToken enable the admin routes; without a token they
+	// are not served at all.
+	Admin      Admin
+	AdminToken string
+	// Metrics, when set, records query latency and serves /metrics.
+	Metrics *metrics.Metrics
+	Logger  *zap.Logger
 }
 
 // Server is the HTTP API.
@@ -118,6 +125,10 @@ func (s *Server) Handler() http.Handler {
 		_, _ = w.Write([]byte(`{"status":"ok"}`))
 	})
 	mux.HandleFunc("GET /readyz", s.handleReady)
+	if s.cfg.Metrics != nil {
+		mux.Handle("GET /metrics", s.cfg.Metrics.Handler())
+	}
+	s.registerAdmin(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, domain.Errorf(domain.ENOTFOUND, "no route for %s %s", r.Method, r.URL.Path))
 	})
@@ -214,6 +225,13 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	_, _ = w.Write(body)
 }
 
+// queryEndpoints names the eligibility routes in metrics, by mux pattern.
+var queryEndpoints = map[string]string{
+	"GET /v1/workers/{worker_id}/eligible-shifts":            "shifts",
+	"GET /v1/shifts/{shift_id}/eligible-workers":             "workers",
+	"GET /v1/workers/{worker_id}/eligible-shifts/{shift_id}": "explain",
+}
+
 type ctxKey struct{}
 
 func requestID(ctx context.Context) string {
@@ -241,6 +259,9 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 				if !rec.wrote {
 					writeJSON(rec, http.StatusInternalServerError, eligibility.ErrorBody(errors.New("panic")))
 				}
+			}
+			if endpoint, ok := queryEndpoints[r.Pattern]; ok {
+				s.cfg.Metrics.Query("http", endpoint, rec.status, time.Since(start))
 			}
 			if ce := s.log.Check(zap.DebugLevel, "request"); ce != nil {
 				ce.Write(zap.String("request_id", id), zap.String("method", r.Method), zap.String("path", r.URL.Path),

@@ -305,3 +305,7 @@ func TestServer_DatabaseDown(t *testing.T) {
 	status, _ = get(t, base+"/healthz", nil)
 	require.Equal(t, http.StatusOK, status, "liveness does not depend on the database")
 }
+
+func decodeJSON(resp *http.Response, out any) error {
+	return json.NewDecoder(resp.Body).Decode(out)
+}

@@ -29,6 +29,7 @@ import (
 	"go.uber.org/zap/exp/zapslog"
 
 	"github.com/shiftcast/shiftcast/domain"
+	"github.com/shiftcast/shiftcast/metrics"
 	"github.com/shiftcast/shiftcast/store"
 )
 
@@ -137,7 +138,9 @@ type Config struct {
 	// Workers per queue when Work is set.
 	FanoutWorkers, NotifyWorkers, DeliverWorkers int
 	Now                                          func() time.Time
-	Logger                                       *zap.Logger
+	// Metrics, when set, counts digests, announced shifts and deliveries.
+	Metrics *metrics.Metrics
+	Logger  *zap.Logger
 }
 
 func (c *Config) defaults() {
@@ -302,6 +305,7 @@ func (w *notifyWorker) Work(ctx context.Context, job *river.Job[NotifyArgs]) err
 		return err
 	}
 	if n != nil {
+		w.p.cfg.Metrics.NotificationBuilt(n.Count)
 		w.p.log.Debug("digest built", zap.Int64("job_id", job.ID), zap.Int64("worker_id", n.WorkerID),
 			zap.String("notification_id", n.ID), zap.Int("count", n.Count))
 	}
@@ -339,9 +343,11 @@ func (w *deliverWorker) Work(ctx context.Context, job *river.Job[DeliverArgs]) e
 			continue // never send a channel twice because another failed
 		}
 		if err := deliverer.Deliver(ctx, d.Notification); err != nil {
+			w.p.cfg.Metrics.Delivery(name, false)
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 			continue
 		}
+		w.p.cfg.Metrics.Delivery(name, true)
 		if err := w.p.cfg.Store.MarkChannelDelivered(ctx, id, name); err != nil {
 			return err
 		}

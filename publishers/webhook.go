@@ -55,7 +55,9 @@ var _ interface {
 
 // NewWebhook returns a webhook delivering to rawURL, signing with secret
 // ("whsec_" + base64, or the base64 alone). A nil client means one with
-// DefaultWebhookTimeout.
+// DefaultWebhookTimeout that does not follow redirects: a 301 or 302
+// would turn the POST into a GET, whose 200 is no delivery, so a redirect
+// is reported as a failed delivery instead.
 func NewWebhook(rawURL, secret string, client *http.Client) (*Webhook, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -66,7 +68,12 @@ func NewWebhook(rawURL, secret string, client *http.Client) (*Webhook, error) {
 		return nil, err
 	}
 	if client == nil {
-		client = &http.Client{Timeout: DefaultWebhookTimeout}
+		client = &http.Client{
+			Timeout: DefaultWebhookTimeout,
+			CheckRedirect: func(*http.Request, []*http.Request) error {
+				return http.ErrUseLastResponse
+			},
+		}
 	}
 	return &Webhook{url: rawURL, key: key, client: client, now: time.Now}, nil
 }

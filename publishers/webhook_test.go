@@ -220,3 +220,17 @@ func TestDeliveryError_Error(t *testing.T) {
 	require.ErrorIs(t, e, netErr)
 	require.Equal(t, "webhook unreachable: connection refused", e.Error())
 }
+
+func TestWebhook_Deliver_redirect(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	target, requests := receiver(t, http.StatusOK)
+	srv := httptest.NewServer(http.RedirectHandler(target.URL, http.StatusFound))
+	t.Cleanup(srv.Close)
+	wh, err := publishers.NewWebhook(srv.URL, testSecret, nil)
+	require.NoError(t, err)
+	var derr *publishers.DeliveryError
+	require.ErrorAs(t, wh.Deliver(ctx, testNotification()), &derr, "a redirect is not a delivery")
+	require.Equal(t, http.StatusFound, derr.StatusCode)
+	require.Empty(t, requests())
+}

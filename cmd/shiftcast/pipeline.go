@@ -18,6 +18,7 @@ import (
 	"github.com/shiftcast/shiftcast/consumers"
 	"github.com/shiftcast/shiftcast/domain"
 	"github.com/shiftcast/shiftcast/jobs"
+	"github.com/shiftcast/shiftcast/metrics"
 	"github.com/shiftcast/shiftcast/publishers"
 	"github.com/shiftcast/shiftcast/store"
 )
@@ -68,6 +69,7 @@ func (c *pipelineConfig) register(fs *flag.FlagSet, getenv func(string) string) 
 type pipeline struct {
 	jobs     *jobs.Pipeline
 	consumer *consumers.EventConsumer
+	metrics  *metrics.Metrics
 	log      *zap.Logger
 
 	riverStarted bool // touched only by run's goroutine, then by stop after done
@@ -91,7 +93,7 @@ func (p *pipeline) Ping(context.Context) error {
 	return nil
 }
 
-func newPipeline(cfg pipelineConfig, st *store.Store, nc *nats.Conn, logger *zap.Logger) (*pipeline, error) {
+func newPipeline(cfg pipelineConfig, st *store.Store, nc *nats.Conn, m *metrics.Metrics, logger *zap.Logger) (*pipeline, error) {
 	channels := map[string]jobs.Deliverer{store.ChannelNATS: publishers.NewNATSNotifier(nc)}
 	if cfg.webhookURL != "" {
 		hook, err := publishers.NewWebhook(cfg.webhookURL, cfg.webhookSecret, &http.Client{Timeout: 10 * time.Second})
@@ -104,12 +106,12 @@ func newPipeline(cfg pipelineConfig, st *store.Store, nc *nats.Conn, logger *zap
 		Store: st, Channels: channels,
 		Window: cfg.digestWindow, Grace: cfg.digestGrace, DigestSize: cfg.digestSize,
 		MaxDeliveryAttempts: cfg.deliveryAttempts, RetryBase: cfg.retryBase,
-		Work: cfg.work, Logger: logger.Named("jobs"),
+		Work: cfg.work, Metrics: m, Logger: logger.Named("jobs"),
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &pipeline{jobs: jp, log: logger, done: make(chan struct{})}, nil
+	return &pipeline{jobs: jp, metrics: m, log: logger, done: make(chan struct{})}, nil
 }
 
 // run starts River and the consumer, retrying while a dependency is not
@@ -169,6 +171,7 @@ func (p *pipeline) start(ctx context.Context, cfg pipelineConfig, st *store.Stor
 			return eff, err
 		},
 		Workers: cfg.consumerWorkers, MaxDeliver: cfg.maxDeliver, AckWait: cfg.ackWait,
+		OnApplied: p.metrics.EventHandled,
 		Logger: p.log.Named("events"),
 	})
 	if err != nil {

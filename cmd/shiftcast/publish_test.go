@@ -202,6 +202,10 @@ func TestRunRecord_replayRoundTrip(t *testing.T) {
 	require.Contains(t, out.String(), "replayed 5 messages", "a second replay")
 	require.Contains(t, out.String(), "4 duplicates", "is dropped by the stream, except the message without an id")
 
+	out.Reset()
+	require.NoError(t, runRecord(ctx, []string{"-"}, envA, &out), "to stdout")
+	require.Equal(t, string(raw), out.String(), "the same lines, and nothing else")
+
 	// Subject filter and start sequence.
 	out.Reset()
 	require.NoError(t, runRecord(ctx, []string{"--subjects", "marketplace.shift.>", "--from-seq", "2", file}, envA, &out))

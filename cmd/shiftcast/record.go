@@ -77,7 +77,7 @@ func runRecord(ctx context.Context, args []string, getenv func(string) string, s
 	}
 
 	var file *os.File
-	out, report := io.Writer(stdout), stdout
+	out, report := stdout, stdout
 	if pos[0] != "-" {
 		if file, err = os.Create(pos[0]); err != nil {
 			return fmt.Errorf("%w: %w", errUsage, err)

@@ -47,7 +47,7 @@ func replayCmd(ctx context.Context, args []string, getenv func(string) string, s
 	setPositionalUsage(fs, "replay [flags] FILE", replaySummary, stdout)
 	c.register(fs, getenv)
 	fs.Float64Var(&rate, "rate", 0, "messages per second (0 = as fast as acknowledgements come)")
-	fs.DurationVar(&streamWait, "stream-wait", 30*time.Second, "how long to keep retrying a message while no stream captures its subject (e.g. serve is still creating MARKETPLACE)")
+	fs.DurationVar(&streamWait, "stream-wait", 30*time.Second, "how long to keep retrying a message while no stream captures its subject, e.g. while serve is still creating MARKETPLACE (0 = fail at once)")
 	fs.StringVar(&source, "source", publishers.DefaultSource, "CloudEvents source of hand-written events without one")
 	pos, help, err := parsePositional(fs, args)
 	if help || err != nil {

@@ -11,12 +11,15 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/shiftcast/shiftcast/admin"
 	"github.com/shiftcast/shiftcast/consumers"
 	"github.com/shiftcast/shiftcast/domain"
 	"github.com/shiftcast/shiftcast/eligibility"
 	"github.com/shiftcast/shiftcast/httpapi"
+	"github.com/shiftcast/shiftcast/metrics"
 	"github.com/shiftcast/shiftcast/store"
 )
 
@@ -30,6 +33,7 @@ type serveConfig struct {
 	requestTimeout time.Duration
 	shutdown       time.Duration
 	debugAddr      string
+	adminToken     string
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet, getenv func(string) string) {
@@ -39,6 +43,7 @@ func (c *serveConfig) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.IntVar(&c.concurrency, "nats-concurrency", 64, "NATS requests handled at once")
 	fs.DurationVar(&c.requestTimeout, "request-timeout", 5*time.Second, "per-request time limit")
 	fs.DurationVar(&c.shutdown, "shutdown-timeout", 15*time.Second, "how long to wait for in-flight work on shutdown")
+	fs.StringVar(&c.adminToken, "admin-token", getenv("ADMIN_TOKEN"), "bearer token of the admin routes; they are disabled without one (env ADMIN_TOKEN)")
 	fs.StringVar(&c.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off when empty")
 }
 
@@ -139,22 +144,31 @@ func startServe(ctx context.Context, cfg serveConfig, logger *zap.Logger) (*serv
 	}
 	app.nc = nc
 
+	m := metrics.New()
 	svc := eligibility.NewService(st)
 	app.responder, err = consumers.StartResponder(nc, consumers.ResponderConfig{
 		Service: svc, Version: version, Concurrency: cfg.concurrency, Timeout: cfg.requestTimeout,
-		Logger: logger.Named("responder"),
+		Metrics: m, Logger: logger.Named("responder"),
 	})
 	if err != nil {
 		app.closeQuiet()
 		return nil, err
 	}
 	ready := map[string]httpapi.Pinger{"postgres": st, "migrations": migrated, "nats": natsPinger{nc}}
+	var adm httpapi.Admin
 	if cfg.pipeline.events || cfg.pipeline.work {
-		pl, err := newPipeline(cfg.pipeline, st, nc, logger.Named("pipeline"))
+		pl, err := newPipeline(cfg.pipeline, st, nc, m, logger.Named("pipeline"))
 		if err != nil {
 			app.closeQuiet()
 			return nil, err
 		}
+		js, err := jetstream.New(nc)
+		if err != nil {
+			app.closeQuiet()
+			return nil, fmt.Errorf("jetstream: %w", err)
+		}
+		adm = admin.New(js, pl.jobs.Client(), st)
+		registerLagGauge(m, js)
 		runCtx, stopRun := context.WithCancel(bg)
 		app.pipeline, app.stopRun = pl, stopRun
 		go pl.run(runCtx, cfg.pipeline, st, nc, migrated)
@@ -164,10 +178,13 @@ func startServe(ctx context.Context, cfg serveConfig, logger *zap.Logger) (*serv
 		startDebugServer(bg, cfg.debugAddr, logger.Named("debug"))
 	}
 	app.http = httpapi.New(httpapi.Config{
-		Addr:    cfg.httpAddr,
-		Service: svc,
-		Ready:   ready,
-		Logger:  logger.Named("http"),
+		Addr:       cfg.httpAddr,
+		Service:    svc,
+		Ready:      ready,
+		Admin:      adm,
+		AdminToken: cfg.adminToken,
+		Metrics:    m,
+		Logger:     logger.Named("http"),
 	})
 	if err := app.http.Open(ctx); err != nil {
 		app.closeQuiet()
@@ -197,6 +214,24 @@ func migrateUntilDone(ctx context.Context, st *store.Store, state *migrationStat
 		}
 		wait = min(wait*2, 10*time.Second)
 	}
+}
+
+// registerLagGauge exposes the durable consumer's lag, read from the
+// server at scrape time (bounded, so a slow server cannot stall scrapes).
+func registerLagGauge(m *metrics.Metrics, js jetstream.JetStream) {
+	m.GaugeFunc("shiftcast_consumer_lag", "Marketplace events not yet delivered to the shiftcast consumer (-1 when unknown).", func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		c, err := js.Consumer(ctx, consumers.StreamMarketplace, consumers.DurableName)
+		if err != nil {
+			return -1
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			return -1
+		}
+		return float64(info.NumPending)
+	})
 }
 
 type natsPinger struct{ nc *nats.Conn }
