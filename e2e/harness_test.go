@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
@@ -58,6 +59,7 @@ type env struct {
 	js       jetstream.JetStream
 	hook     *receiver
 	natsSeen *receiver
+	pool     *pgxpool.Pool // see db
 }
 
 func setup(t *testing.T) *env {

@@ -44,6 +44,10 @@ type Config struct {
 	AdminToken string
 	// Metrics, when set, records query latency and serves /metrics.
 	Metrics *metrics.Metrics
+	// Feed, when set, serves workers' notification history and live stream.
+	Feed FeedSource
+	// Reports, when set, serves the monthly report.
+	Reports ReportSource
 	Logger  *zap.Logger
 }
 
@@ -129,6 +133,9 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("GET /metrics", s.cfg.Metrics.Handler())
 	}
 	s.registerAdmin(mux)
+	s.registerFeed(mux)
+	s.registerReports(mux)
+	s.registerUI(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, domain.Errorf(domain.ENOTFOUND, "no route for %s %s", r.Method, r.URL.Path))
 	})

@@ -320,7 +320,10 @@ func opened(ctx context.Context, tx pgx.Tx, id int64, now time.Time, eff *Effect
 		), o AS (
 			INSERT INTO shiftcast.shift_openings (shift_id, opened_xid, start)
 			SELECT id, pg_current_xact_id(), start FROM s
-			ON CONFLICT (shift_id) DO UPDATE SET opened_xid = EXCLUDED.opened_xid, start = EXCLUDED.start
+			-- An existing row means the shift has been open all along (claims
+			-- and deletions remove it): keep its opening, or a republished
+			-- event would make the shift news again.
+			ON CONFLICT (shift_id) DO NOTHING
 		)
 		SELECT facility_id, profession::text, start > $2 FROM s`, id, now.UTC()).Scan(&facilityID, &profession, &future)
 	if errors.Is(err, pgx.ErrNoRows) {

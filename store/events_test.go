@@ -1067,6 +1067,7 @@ func TestBuildDigest_ConcurrentDigestsAnnounceOnce(t *testing.T) {
 	basicWorld(t, p)
 	const racers = 3
 	next := int64(100)
+	retried := 0
 	for round := range 8 {
 		var want []int64
 		for i := range 3 {
@@ -1119,7 +1120,9 @@ func TestBuildDigest_ConcurrentDigestsAnnounceOnce(t *testing.T) {
 		slices.Sort(all)
 		require.Equal(t, want, all, "round %d: each shift announced exactly once (%v, %d failed)", round, results, failed)
 		require.Nil(t, p.digest(t, 1))
+		retried += failed
 	}
+	t.Logf("%d racing digests failed to serialize and were retried", retried)
 }
 
 // 14. Prune drops the openings of started shifts and old event ids.
