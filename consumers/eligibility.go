@@ -19,6 +19,7 @@ import (
 	"github.com/shiftcast/shiftcast/domain"
 	"github.com/shiftcast/shiftcast/eligibility"
 	"github.com/shiftcast/shiftcast/metrics"
+	"github.com/shiftcast/shiftcast/reports"
 )
 
 // Service identity and subjects, as DESIGN.md section 3 fixes them.
@@ -27,11 +28,14 @@ const (
 	SubjectShifts  = "eligibility.v1.shifts"
 	SubjectWorkers = "eligibility.v1.workers"
 	SubjectExplain = "eligibility.v1.explain"
+	SubjectMonthly = "reports.v1.monthly"
 )
 
 // ResponderConfig wires the request-reply service.
 type ResponderConfig struct {
 	Service *eligibility.Service
+	// Reports, when set, adds the reports.v1.monthly endpoint.
+	Reports *reports.Service
 	Version string
 	// Concurrency bounds the requests handled at once per instance; micro
 	// runs each endpoint's handler on one goroutine, so without dispatching
@@ -83,7 +87,7 @@ func StartResponder(nc *nats.Conn, cfg ResponderConfig) (*Responder, error) {
 		cfg: cfg, log: cfg.Logger,
 		sem: make(chan struct{}, cfg.Concurrency),
 		stats: map[string]*endpointStats{
-			"shifts": {}, "workers": {}, "explain": {},
+			"shifts": {}, "workers": {}, "explain": {}, "monthly": {},
 		},
 	}
 	svc, err := micro.AddService(nc, micro.Config{
@@ -119,6 +123,14 @@ func StartResponder(nc *nats.Conn, cfg ResponderConfig) (*Responder, error) {
 		if err := g.AddEndpoint(ep.name, r.dispatch(ep.name, ep.handle), micro.WithEndpointMetadata(map[string]string{"request": ep.meta})); err != nil {
 			_ = svc.Stop()
 			return nil, domain.Unavailable("nats micro endpoint "+ep.name, err)
+		}
+	}
+	if cfg.Reports != nil {
+		err := svc.AddGroup("reports.v1").AddEndpoint("monthly", r.dispatch("monthly", r.monthly),
+			micro.WithEndpointMetadata(map[string]string{"request": `{"from":"YYYY-MM","to":"YYYY-MM","worker_ids":[...]} -> {"from","to","rows":[...]}`}))
+		if err != nil {
+			_ = svc.Stop()
+			return nil, domain.Unavailable("nats micro endpoint monthly", err)
 		}
 	}
 	r.svc = svc
@@ -247,6 +259,28 @@ func (r *Responder) workers(ctx context.Context, data []byte) ([]byte, error) {
 		return nil, err
 	}
 	return resp.AppendJSON(make([]byte, 0, 128+len(resp.Workers)*96)), nil
+}
+
+type monthlyRequest struct {
+	From      string        `json:"from"`
+	To        string        `json:"to"`
+	WorkerIDs []json.Number `json:"worker_ids"`
+}
+
+func (r *Responder) monthly(ctx context.Context, data []byte) ([]byte, error) {
+	var req monthlyRequest
+	if err := decode(data, &req); err != nil {
+		return nil, err
+	}
+	p := reports.MonthlyParams{From: req.From, To: req.To}
+	for _, id := range req.WorkerIDs {
+		p.WorkerIDs = append(p.WorkerIDs, id.String())
+	}
+	resp, err := r.cfg.Reports.Monthly(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return eligibility.MustJSON(resp), nil
 }
 
 func (r *Responder) explain(ctx context.Context, data []byte) ([]byte, error) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/shiftcast/shiftcast/eligibility"
 	"github.com/shiftcast/shiftcast/httpapi"
+	"github.com/shiftcast/shiftcast/reports"
 	"github.com/shiftcast/shiftcast/store"
 	"github.com/shiftcast/shiftcast/testenv"
 	"github.com/shiftcast/shiftcast/testenv/fixture"
@@ -42,6 +43,7 @@ func serve(t testing.TB, st *store.Store) string {
 		Addr:    "127.0.0.1:0",
 		Service: eligibility.NewService(st),
 		Ready:   map[string]httpapi.Pinger{"postgres": st},
+		Reports: reports.NewService(st),
 		Logger:  testenv.Logger(t),
 	})
 	require.NoError(t, srv.Open(context.Background()))

@@ -20,6 +20,7 @@ import (
 	"github.com/shiftcast/shiftcast/eligibility"
 	"github.com/shiftcast/shiftcast/httpapi"
 	"github.com/shiftcast/shiftcast/metrics"
+	"github.com/shiftcast/shiftcast/reports"
 	"github.com/shiftcast/shiftcast/store"
 )
 
@@ -146,8 +147,9 @@ func startServe(ctx context.Context, cfg serveConfig, logger *zap.Logger) (*serv
 
 	m := metrics.New()
 	svc := eligibility.NewService(st)
+	rep := reports.NewService(st)
 	app.responder, err = consumers.StartResponder(nc, consumers.ResponderConfig{
-		Service: svc, Version: version, Concurrency: cfg.concurrency, Timeout: cfg.requestTimeout,
+		Service: svc, Reports: rep, Version: version, Concurrency: cfg.concurrency, Timeout: cfg.requestTimeout,
 		Metrics: m, Logger: logger.Named("responder"),
 	})
 	if err != nil {
@@ -184,6 +186,7 @@ func startServe(ctx context.Context, cfg serveConfig, logger *zap.Logger) (*serv
 		Admin:      adm,
 		AdminToken: cfg.adminToken,
 		Metrics:    m,
+		Reports:    rep,
 		Logger:     logger.Named("http"),
 	})
 	if err := app.http.Open(ctx); err != nil {
