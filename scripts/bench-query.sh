@@ -52,6 +52,11 @@ echo "== bench query --transport nats"
 "$BIN" bench query --transport nats --concurrency 32 --duration "$DURATION"
 echo "== bench query --transport http"
 "$BIN" bench query --transport http --http-url http://127.0.0.1:8080 --concurrency 32 --duration "$DURATION"
+echo "== monthly report, a year of all workers over HTTP (50 sequential requests, seconds)"
+for _ in $(seq 1 50); do
+  curl -fs -o /dev/null -w '%{time_total}\n' "http://127.0.0.1:8080/v1/reports/monthly?from=2023-01&to=2023-12"
+done | sort -n | awk '{a[NR]=$1} END {printf "p50 %s  p95 %s  max %s\n", a[int(NR*0.5)], a[int(NR*0.95)], a[NR]}'
+curl -fs "http://127.0.0.1:8080/v1/reports/monthly?from=2023-01&to=2023-12" | head -c 300; echo
 echo "== serve resident memory after both runs"
 grep -E "VmHWM|VmRSS" "/proc/$serve/status"
 echo "== bench query --transport baseline (challenge's usual SQL, no added indexes)"

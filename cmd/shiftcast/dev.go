@@ -27,6 +27,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		profile  string
 		seedN    int64
 		serve    bool
+		demoRate float64
 	)
 	fs := newFlagSet("dev", `Run the whole stack locally on embedded defaults: an in-process NATS server
 with JetStream, PostgreSQL from DATABASE_URL or else a local cluster started
@@ -42,6 +43,7 @@ everything.`, stdout)
 	fs.IntVar(&natsPort, "nats-port", 4222, "port of the embedded NATS server (unless NATS_URL is set)")
 	fs.IntVar(&pgPort, "pg-port", 5433, "port of the local PostgreSQL cluster (unless DATABASE_URL is set)")
 	fs.StringVar(&profile, "profile", "marketplace", "dataset loaded into an empty database: marketplace or challenge")
+	fs.Float64Var(&demoRate, "demo-rate", 2, "demo events published per second while running (0: none)")
 	fs.BoolVar(&serve, "serve", true, "also run serve in this process; false keeps only PostgreSQL and NATS up (to run serve or a benchmark separately)")
 	fs.Int64Var(&seedN, "seed", 1, "demo dataset seed")
 	if help, err := parse(fs, args); help || err != nil {
@@ -119,19 +121,27 @@ everything.`, stdout)
 		return nil
 	}
 	cfg.migrate = false // done above
+	if cfg.adminToken == "" {
+		cfg.adminToken = "dev" // local only; a deployment sets ADMIN_TOKEN
+	}
 	app, err := startServe(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
+	if demoRate > 0 {
+		go runDemo(ctx, st, app.nc, demoRate, logger.Named("demo"))
+	}
 	base := app.http.URL()
 	fmt.Fprintf(stdout, `
 shiftcast is running.
+  operator page   %[1]s/  (admin token: %[4]s)
   HTTP API        %[1]s  (OpenAPI: %[1]s/openapi.json)
   try             curl '%[1]s/v1/workers/1/eligible-shifts?limit=5'
   NATS            %[2]s  (service "shiftcast": nats micro ls)
   PostgreSQL      %[3]s
+  demo events     %.1[5]f/s (--demo-rate)
 Press Ctrl-C to stop.
-`, base, cfg.natsURL, redact(cfg.databaseURL))
+`, base, cfg.natsURL, redact(cfg.databaseURL), cfg.adminToken, demoRate)
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "stopping ...")
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdown)
