@@ -133,6 +133,19 @@ func entityOf(ev domain.Event) (kind string, id1, id2 int64) {
 	panic(fmt.Sprintf("store: no entity for event data %T", ev.Data))
 }
 
+// updateOrMissing runs an UPDATE of entity what/id; no row updated means
+// the entity's creation has not arrived yet.
+func updateOrMissing(ctx context.Context, tx pgx.Tx, what string, id int64, sql string, args ...any) error {
+	tag, err := tx.Exec(ctx, sql, args...)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return missing("%s %d", what, id)
+	}
+	return nil
+}
+
 func missing(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrMissingDependency, fmt.Sprintf(format, args...))
 }
@@ -163,35 +176,23 @@ func apply(ctx context.Context, tx pgx.Tx, ev domain.Event, now time.Time, eff *
 		return opened(ctx, tx, d.ID, now, eff)
 
 	case *domain.ShiftClaimed:
-		tag, err := tx.Exec(ctx, `UPDATE "Shift" SET worker_id = $2 WHERE id = $1`, d.ShiftID, d.WorkerID)
-		if err != nil {
+		if err := updateOrMissing(ctx, tx, "shift", d.ShiftID, `UPDATE "Shift" SET worker_id = $2 WHERE id = $1`, d.ShiftID, d.WorkerID); err != nil {
 			return err
 		}
-		if tag.RowsAffected() == 0 {
-			return missing("shift %d", d.ShiftID)
-		}
-		_, err = tx.Exec(ctx, `DELETE FROM shiftcast.shift_openings WHERE shift_id = $1`, d.ShiftID)
+		_, err := tx.Exec(ctx, `DELETE FROM shiftcast.shift_openings WHERE shift_id = $1`, d.ShiftID)
 		return err
 
 	case *domain.ShiftRef:
 		if ev.Type == domain.TypeShiftReleased {
-			tag, err := tx.Exec(ctx, `UPDATE "Shift" SET worker_id = NULL WHERE id = $1`, d.ShiftID)
-			if err != nil {
+			if err := updateOrMissing(ctx, tx, "shift", d.ShiftID, `UPDATE "Shift" SET worker_id = NULL WHERE id = $1`, d.ShiftID); err != nil {
 				return err
-			}
-			if tag.RowsAffected() == 0 {
-				return missing("shift %d", d.ShiftID)
 			}
 			return opened(ctx, tx, d.ShiftID, now, eff)
 		}
-		tag, err := tx.Exec(ctx, `UPDATE "Shift" SET is_deleted = true WHERE id = $1`, d.ShiftID)
-		if err != nil {
+		if err := updateOrMissing(ctx, tx, "shift", d.ShiftID, `UPDATE "Shift" SET is_deleted = true WHERE id = $1`, d.ShiftID); err != nil {
 			return err
 		}
-		if tag.RowsAffected() == 0 {
-			return missing("shift %d", d.ShiftID)
-		}
-		_, err = tx.Exec(ctx, `DELETE FROM shiftcast.shift_openings WHERE shift_id = $1`, d.ShiftID)
+		_, err := tx.Exec(ctx, `DELETE FROM shiftcast.shift_openings WHERE shift_id = $1`, d.ShiftID)
 		return err
 
 	case *domain.WorkerCreated:
@@ -207,12 +208,8 @@ func apply(ctx context.Context, tx pgx.Tx, ev domain.Event, now time.Time, eff *
 
 	case *domain.WorkerRef:
 		active := ev.Type == domain.TypeWorkerActivated
-		tag, err := tx.Exec(ctx, `UPDATE "Worker" SET is_active = $2 WHERE id = $1`, d.WorkerID, active)
-		if err != nil {
+		if err := updateOrMissing(ctx, tx, "worker", d.WorkerID, `UPDATE "Worker" SET is_active = $2 WHERE id = $1`, d.WorkerID, active); err != nil {
 			return err
-		}
-		if tag.RowsAffected() == 0 {
-			return missing("worker %d", d.WorkerID)
 		}
 		if active {
 			eff.NotifyWorkers = append(eff.NotifyWorkers, d.WorkerID)
@@ -220,7 +217,7 @@ func apply(ctx context.Context, tx pgx.Tx, ev domain.Event, now time.Time, eff *
 		}
 		// A deactivated worker has left every shift's eligible set: when
 		// they come back, everything they can take is news to them.
-		_, err = tx.Exec(ctx, `
+		_, err := tx.Exec(ctx, `
 			UPDATE shiftcast.worker_notify_state SET facilities = '{}', snapshot = NULL WHERE worker_id = $1`, d.WorkerID)
 		return err
 
@@ -248,12 +245,8 @@ func apply(ctx context.Context, tx pgx.Tx, ev domain.Event, now time.Time, eff *
 
 	case *domain.FacilityRef:
 		active := ev.Type == domain.TypeFacilityActivated
-		tag, err := tx.Exec(ctx, `UPDATE "Facility" SET is_active = $2 WHERE id = $1`, d.FacilityID, active)
-		if err != nil {
+		if err := updateOrMissing(ctx, tx, "facility", d.FacilityID, `UPDATE "Facility" SET is_active = $2 WHERE id = $1`, d.FacilityID, active); err != nil {
 			return err
-		}
-		if tag.RowsAffected() == 0 {
-			return missing("facility %d", d.FacilityID)
 		}
 		if active {
 			eff.Fanouts = append(eff.Fanouts, allProfessions(d.FacilityID)...)
