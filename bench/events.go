@@ -6,7 +6,6 @@ package bench
 // how fast they were applied and how long after their publication.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -817,7 +816,7 @@ func RunEvents(ctx context.Context, cfg EventsConfig) (EventsReport, error) {
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(250 * time.Millisecond):
+		case <-time.After(500 * time.Millisecond):
 		}
 	}
 	// Use a fresh context for the read-back, so an interrupted run still
@@ -967,7 +966,6 @@ func publish(ctx context.Context, cfg EventsConfig, gen *Generator, jss []jetstr
 		go func() {
 			defer wg.Done()
 			defer close(futures)
-			var buf bytes.Buffer
 			for d := range work {
 				id := run + strconv.FormatInt(d.seq, 10)
 				sem <- struct{}{}
@@ -977,7 +975,6 @@ func publish(ctx context.Context, cfg EventsConfig, gen *Generator, jss []jetstr
 					<-sem
 					continue
 				}
-				buf.Reset()
 				msg := &nats.Msg{Subject: domain.Subject(d.draft.Type), Data: raw, Header: nats.Header{jetstream.MsgIDHeader: []string{id}}}
 				f, err := js.PublishMsgAsync(msg, jetstream.WithStallWait(10*time.Second))
 				if err != nil {
@@ -1034,8 +1031,8 @@ func publish(ctx context.Context, cfg EventsConfig, gen *Generator, jss []jetstr
 		}
 	}
 	close(work)
+	wg.Wait() // every publish acknowledged (or failed)
 	res.end = time.Now()
-	wg.Wait()
 	res.duration = res.end.Sub(start)
 	res.acked, res.failed, res.duplicates, res.firstErr = acked.Load(), failed.Load(), dups.Load(), firstErr
 	return res

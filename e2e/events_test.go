@@ -46,16 +46,14 @@ func TestEvents_WorkerActivation(t *testing.T) {
 	e := setup(t)
 	e.serve()
 
-	e.play("worker_activation_1_world.jsonl") // worker 1 inactive, worker 2 active
-	e.expect(map[int64][]int64{2: {201, 202}})
-
-	e.play("worker_activation_2_activate.jsonl")
+	// Worker 1 is created inactive and then activated; worker 2 is active.
+	e.play("worker_activation_1_world.jsonl")
 	e.expect(map[int64][]int64{1: {201, 202}, 2: {201, 202}})
 
-	e.play("worker_activation_3_deactivate.jsonl") // and shift 203 created
+	e.play("worker_activation_2_deactivate.jsonl") // and shift 203 created
 	e.expect(map[int64][]int64{1: {201, 202}, 2: {201, 202, 203}})
 
-	e.play("worker_activation_4_reactivate.jsonl") // worker 1 again; worker 2, already active
+	e.play("worker_activation_3_reactivate.jsonl") // worker 1 again; worker 2, already active
 	e.expect(map[int64][]int64{1: {201, 202, 201, 202, 203}, 2: {201, 202, 203}})
 }
 
@@ -69,17 +67,20 @@ func TestEvents_WorkerDocuments(t *testing.T) {
 	e.serve()
 
 	// Facility 1 needs document 1, facility 2 document 2, facility 3
-	// nothing; worker 1 holds document 2, worker 2 document 1.
+	// nothing; worker 1 holds document 2, worker 2 document 1. The catalog
+	// goes first, so that no digest sees a facility without its
+	// requirements.
+	e.play("worker_documents_0_catalog.jsonl")
+	e.settleEvents()
 	e.play("worker_documents_1_world.jsonl")
 	e.expect(map[int64][]int64{1: {302, 303}, 2: {301, 303}})
 
-	e.play("worker_documents_2_already_held.jsonl")
-	e.expect(map[int64][]int64{1: {302, 303}, 2: {301, 303}})
-
-	e.play("worker_documents_3_add.jsonl")
+	// Worker 1 gets document 2 again (nothing new) and document 1 (the
+	// shifts of facility 1).
+	e.play("worker_documents_2_already_held_and_new.jsonl")
 	e.expect(map[int64][]int64{1: {302, 303, 301}, 2: {301, 303}})
 
-	e.play("worker_documents_4_remove.jsonl") // and shift 304 at facility 1
+	e.play("worker_documents_3_remove.jsonl") // and shift 304 at facility 1
 	e.expect(map[int64][]int64{1: {302, 303, 301}, 2: {301, 303, 304}})
 }
 
@@ -96,19 +97,20 @@ func TestEvents_Facilities(t *testing.T) {
 
 	// Facility 1 open, 2 inactive, 3 needs document 1; worker 1 (CNA) has
 	// no document, worker 2 (CNA) has document 1, worker 3 is an RN.
+	e.play("facilities_0_catalog.jsonl")
+	e.settleEvents()
 	e.play("facilities_1_world.jsonl")
 	e.expect(map[int64][]int64{1: {401}, 2: {401, 406}})
 
 	e.play("facilities_2_activate.jsonl")
 	e.expect(map[int64][]int64{1: {401, 402}, 2: {401, 406, 402}, 3: {403}})
 
-	e.play("facilities_3_deactivate.jsonl") // and shift 404 at facility 2
-	e.expect(map[int64][]int64{1: {401, 402}, 2: {401, 406, 402}, 3: {403}})
-
-	e.play("facilities_4_requirement_added.jsonl") // facility 1 needs document 1; shift 405 there
+	// Facility 2 deactivated, then shift 404 there; facility 1 now needs
+	// document 1, then shift 405 there.
+	e.play("facilities_3_deactivate_and_requirement_added.jsonl")
 	e.expect(map[int64][]int64{1: {401, 402}, 2: {401, 406, 402, 405}, 3: {403}})
 
-	e.play("facilities_5_requirement_removed.jsonl") // facility 3 needs nothing now
+	e.play("facilities_4_requirement_removed.jsonl") // facility 3 needs nothing now
 	e.expect(map[int64][]int64{1: {401, 402, 406}, 2: {401, 406, 402, 405}, 3: {403}})
 }
 
@@ -133,9 +135,7 @@ func TestEvents_Shifts(t *testing.T) {
 	e.play("shifts_2_claim.jsonl")
 	e.expect(map[int64][]int64{1: {501, 502}, 2: {501, 502}})
 
-	e.play("shifts_3_release.jsonl") // 501, and 506, a past shift
-	e.expect(map[int64][]int64{1: {501, 502, 501}, 2: {501, 502, 501}})
-
-	e.play("shifts_4_delete_and_release.jsonl") // 502 deleted, 504 released
+	// 501 and 504 released, 506 too but it is past; 502 deleted.
+	e.play("shifts_3_release_and_delete.jsonl")
 	e.expect(map[int64][]int64{1: {501, 502, 501, 504}, 2: {501, 502, 501, 504}})
 }

@@ -328,3 +328,13 @@ func keys[V any](m map[string]V) []string {
 	sort.Strings(out)
 	return out
 }
+
+// knownBug skips a test that fails because of a reported defect outside
+// e2e/, unless SHIFTCAST_E2E_KNOWN_BUGS is set. Remove the call once the
+// defect is fixed.
+func knownBug(t *testing.T, what string) {
+	t.Helper()
+	if os.Getenv("SHIFTCAST_E2E_KNOWN_BUGS") == "" {
+		t.Skip("known bug (set SHIFTCAST_E2E_KNOWN_BUGS=1 to run): " + what)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -15,9 +16,15 @@ import (
 const benchUsage = `Usage: shiftcast bench <mode> [flags]
 
 Modes:
-  query   load-test the eligible-shifts query against a running serve
-          (--transport nats|http) or the challenge's usual SQL straight
-          against a database (--transport baseline)
+  query       load-test the eligible-shifts query against a running serve
+              (--transport nats|http) or the challenge's usual SQL straight
+              against a database (--transport baseline)
+  events      publish a realistic mix of marketplace events at --rate against
+              a running serve and report events/s applied and the latency
+              from publication to the apply transaction
+  deliveries  run a webhook receiver, publish shifts that reach many workers
+              and report notifications delivered/s (serve's --webhook-url must
+              point at --listen)
 `
 
 func runBench(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
@@ -25,10 +32,15 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 		fmt.Fprint(stdout, benchUsage)
 		return nil
 	}
-	if args[0] == "query" {
+	switch args[0] {
+	case "query":
 		return runBenchQuery(ctx, args[1:], getenv, stdout)
+	case "events":
+		return runBenchEvents(ctx, args[1:], getenv, stdout)
+	case "deliveries":
+		return runBenchDeliveries(ctx, args[1:], getenv, stdout)
 	}
-	return fmt.Errorf("%w: unknown bench mode %q (want query)", errUsage, args[0])
+	return fmt.Errorf("%w: unknown bench mode %q (want query, events or deliveries)", errUsage, args[0])
 }
 
 func runBenchQuery(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
@@ -78,4 +90,120 @@ func runBenchQuery(ctx context.Context, args []string, getenv func(string) strin
 	}
 	rep.Print(stdout)
 	return nil
+}
+
+func printReport(stdout io.Writer, asJSON bool, rep interface{ Print(io.Writer) }) error {
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	rep.Print(stdout)
+	return nil
+}
+
+const benchEventsSummary = `Publish a realistic mix of marketplace events (new shifts, claims, releases,
+cancellations, document and activation changes ...) into JetStream at --rate
+events/s for --duration against a running serve on a seeded database, wait
+until every one is recorded in shiftcast.applied_events, and report events/s
+applied and the latency from each event's time (stamped at publish) to
+applied_at, the moment the apply transaction recorded it (its River jobs are
+inserted in that same transaction, which then commits). --rate 0 publishes as
+fast as possible (bound it with --events).`
+
+func runBenchEvents(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	var (
+		c      common
+		cfg    bench.EventsConfig
+		listen string
+		secret string
+		asJSON bool
+		quiet  bool
+	)
+	fs := newFlagSet("bench events", benchEventsSummary, stdout)
+	c.register(fs, getenv)
+	fs.Float64Var(&cfg.Rate, "rate", bench.DefaultEventsRate, "target events per second (0: as fast as possible)")
+	fs.DurationVar(&cfg.Duration, "duration", bench.DefaultEventsDuration, "length of the publish phase")
+	fs.Int64Var(&cfg.MaxEvents, "events", 0, "stop publishing after this many events (0: no limit)")
+	fs.IntVar(&cfg.Publishers, "publishers", bench.DefaultEventsPublishers, "publishing goroutines, each with its own NATS connection")
+	fs.IntVar(&cfg.InFlight, "in-flight", bench.DefaultEventsInFlight, "unacknowledged async publishes per publisher")
+	fs.Int64Var(&cfg.Seed, "seed", 0, "generator seed (0: from the clock)")
+	fs.IntVar(&cfg.Cooldown, "cooldown", bench.DefaultCooldown, "events that must pass before an entity an event changed is changed again")
+	fs.DurationVar(&cfg.Wait, "wait", bench.DefaultEventsWait, "how long to wait for the published events to be applied")
+	fs.IntVar(&cfg.OpenShifts, "open-shifts", bench.DefaultEventsOpenShifts, "existing open shifts loaded for claims and deletions")
+	fs.StringVar(&listen, "listen", "", "also run a webhook receiver on this address during the run and count what it gets (needs --webhook-secret)")
+	fs.StringVar(&secret, "webhook-secret", getenv("WEBHOOK_SECRET"), "Standard Webhooks secret for --listen (env WEBHOOK_SECRET)")
+	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	fs.BoolVar(&quiet, "quiet", false, "no progress lines on stderr")
+	if help, err := parse(fs, args); help || err != nil {
+		return err
+	}
+	cfg.NATSURL, cfg.DatabaseURL = c.natsURL, c.databaseURL
+	if !quiet {
+		cfg.Progress = os.Stderr
+	}
+	if listen != "" {
+		rc, err := bench.NewReceiver(secret)
+		if err != nil {
+			return fmt.Errorf("%w: --webhook-secret: %w", errUsage, err)
+		}
+		stop, err := rc.Listen(listen)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = stop(context.Background()) }()
+		cfg.Receiver = rc
+	}
+	rep, err := bench.RunEvents(ctx, cfg)
+	if err != nil {
+		if rep.Published > 0 {
+			rep.Print(stdout)
+		}
+		return err
+	}
+	return printReport(stdout, asJSON, rep)
+}
+
+const benchDeliveriesSummary = `Run a Standard Webhooks receiver on --listen (signatures verified, 204
+answered, distinct webhook-ids and repeats counted), publish a new shift of
+every profession at the --facilities active facilities with the fewest
+requirements, wait until the receiver has every notification the fan-out
+should produce (one per distinct eligible worker), and report deliveries/s
+(distinct received / first to last receipt). serve must run with
+--webhook-url http://LISTEN and the same --webhook-secret.`
+
+func runBenchDeliveries(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	var (
+		c      common
+		cfg    bench.DeliveriesConfig
+		asJSON bool
+		quiet  bool
+	)
+	fs := newFlagSet("bench deliveries", benchDeliveriesSummary, stdout)
+	c.register(fs, getenv)
+	fs.StringVar(&cfg.Listen, "listen", bench.DefaultListen, "address of the webhook receiver (serve's --webhook-url must point at it)")
+	fs.StringVar(&cfg.Secret, "webhook-secret", getenv("WEBHOOK_SECRET"), "serve's Standard Webhooks secret, whsec_ + base64 (env WEBHOOK_SECRET)")
+	fs.IntVar(&cfg.Facilities, "facilities", bench.DefaultDeliveriesFacilities, "facilities that get a new shift of every profession")
+	fs.DurationVar(&cfg.Wait, "wait", bench.DefaultDeliveriesWait, "how long to wait for the expected notifications")
+	fs.DurationVar(&cfg.Linger, "linger", bench.DefaultDeliveriesLinger, "how long to keep counting (repeats) after the last expected one")
+	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	fs.BoolVar(&quiet, "quiet", false, "no progress lines on stderr")
+	if help, err := parse(fs, args); help || err != nil {
+		return err
+	}
+	cfg.NATSURL, cfg.DatabaseURL = c.natsURL, c.databaseURL
+	if cfg.Secret == "" {
+		return fmt.Errorf("%w: --webhook-secret is required (serve's secret)", errUsage)
+	}
+	if !quiet {
+		cfg.Progress = os.Stderr
+	}
+	rep, err := bench.RunDeliveries(ctx, cfg)
+	if err != nil {
+		if rep.Shifts > 0 {
+			rep.Print(stdout)
+		}
+		return err
+	}
+	return printReport(stdout, asJSON, rep)
 }

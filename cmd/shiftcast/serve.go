@@ -187,6 +187,7 @@ func startServe(ctx context.Context, cfg serveConfig, logger *zap.Logger) (*serv
 		AdminToken: cfg.adminToken,
 		Metrics:    m,
 		Reports:    rep,
+		Feed:       httpapi.FeedFrom(st, consumers.NewNotificationFeed(nc, logger.Named("feed"))),
 		Logger:     logger.Named("http"),
 	})
 	if err := app.http.Open(ctx); err != nil {

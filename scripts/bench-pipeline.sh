@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Reproduces the event pipeline's throughput figures in one run on this machine:
+#   1. `shiftcast dev --serve=false` brings up a local PostgreSQL (port 5434)
+#      and NATS with JetStream (port 4223) under $DIR, and loads the
+#      marketplace profile on the first run (~300 facilities, ~30,000
+#      workers, ~300,000 shifts over the next 28 days);
+#   2. `shiftcast serve` runs as its own process, its webhook pointed at
+#      the benchmark's receiver ($HOOK) with a 5-second digest window;
+#   3. `shiftcast bench deliveries` runs the receiver, publishes one new
+#      shift of every profession at the $FACILITIES facilities with the
+#      fewest requirements, and measures notifications delivered/s. It runs
+#      first, on a quiet pipeline, since it needs serve's webhook and counts
+#      what arrives;
+#   4. `shiftcast bench events` publishes the realistic event mix at 2,000
+#      events/s for DURATION, then as fast as it can ($MAX_EVENTS events),
+#      and reports events/s applied and event→applied latency percentiles
+#      (the receiver keeps running so serve's deliveries succeed);
+#   5. CPU seconds per process during each run, and serve's peak memory.
+# Everything is stopped at the end.
+#
+# Usage: scripts/bench-pipeline.sh [DURATION]      (default 30s)
+# Environment: DIR (data, default /var/tmp/shiftcast-bench-pipeline),
+# FACILITIES (default 10), MAX_EVENTS (default 60000), DEBUG_ADDR (e.g.
+# 127.0.0.1:6061: serve's pprof, and a 20s CPU profile of serve during the
+# rate-limited run saved to $DIR/serve-events.pprof).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-30s}
+DIR=${DIR:-/var/tmp/shiftcast-bench-pipeline}
+FACILITIES=${FACILITIES:-10}
+MAX_EVENTS=${MAX_EVENTS:-60000}
+DEBUG_ADDR=${DEBUG_ADDR:-}
+BIN=bin/shiftcast
+PG=postgres://postgres@127.0.0.1:5434/postgres
+NATS=nats://127.0.0.1:4223
+HOOK=127.0.0.1:9099
+SECRET=whsec_$(head -c 24 /dev/urandom | base64)
+
+go build -o "$BIN" ./cmd/shiftcast
+mkdir -p "$DIR"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+env -u DATABASE_URL -u NATS_URL "$BIN" dev --dir "$DIR" --profile marketplace --serve=false \
+  --pg-port 5434 --nats-port 4223 >"$DIR/dev.log" 2>&1 &
+dev=$!
+pids+=($dev)
+echo "== starting PostgreSQL and NATS (the first run seeds the marketplace profile; log: $DIR/dev.log)"
+for _ in $(seq 1 900); do
+  grep -q "Press Ctrl-C" "$DIR/dev.log" && break
+  kill -0 "$dev" 2>/dev/null || break
+  sleep 1
+done
+grep -q "Press Ctrl-C" "$DIR/dev.log" || { cat "$DIR/dev.log"; exit 1; }
+
+echo "== machine"; nproc; grep -m1 "model name" /proc/cpuinfo || true; free -g | head -2
+postgres --version 2>/dev/null || true
+
+export DATABASE_URL="$PG" NATS_URL="$NATS"
+psql -qtA "$PG" -c "SELECT 'dataset: ' || (SELECT count(*) FROM \"Facility\") || ' facilities, ' ||
+  (SELECT count(*) FROM \"Worker\") || ' workers, ' || (SELECT count(*) FROM \"Shift\") || ' shifts, ' ||
+  (SELECT count(*) FROM \"Document\") || ' documents'" 2>/dev/null || true
+
+serve_args=(--http-addr 127.0.0.1:8081 --webhook-url "http://$HOOK" --webhook-secret "$SECRET"
+  --digest-window 5s --log-level warn)
+[ -n "$DEBUG_ADDR" ] && serve_args+=(--debug-addr "$DEBUG_ADDR")
+"$BIN" serve "${serve_args[@]}" >"$DIR/serve.log" 2>&1 &
+serve=$!
+pids+=($serve)
+for _ in $(seq 1 100); do curl -fs http://127.0.0.1:8081/readyz >/dev/null && break; sleep 0.2; done
+curl -fs http://127.0.0.1:8081/readyz >/dev/null || { echo "serve is not ready"; tail -20 "$DIR/serve.log"; exit 1; }
+echo "serve: ${serve_args[*]/$SECRET/whsec_…} (log: $DIR/serve.log)"
+
+# CPU seconds (user + system) of serve, of PostgreSQL (every postgres
+# process) and of dev (the embedded NATS server), to see where time goes.
+ticks=$(getconf CLK_TCK)
+cpu_of() { [ $# -gt 0 ] || { echo 0; return; }; awk '{ s += $14 + $15 } END { print s + 0 }' "$@" 2>/dev/null || echo 0; }
+cpu_snapshot() {
+  local pg
+  pg=$(for f in /proc/[0-9]*/stat; do
+         [ "$(cut -d' ' -f2 "$f" 2>/dev/null)" = "(postgres)" ] && echo "$f"
+       done)
+  # shellcheck disable=SC2086
+  echo "$(cpu_of /proc/$serve/stat) $(cpu_of $pg) $(cpu_of /proc/$dev/stat)"
+}
+cpu_report() { # before after
+  read -r s0 p0 n0 <<<"$1"; read -r s1 p1 n1 <<<"$2"
+  awk -v t="$ticks" -v s=$((s1 - s0)) -v p=$((p1 - p0)) -v n=$((n1 - n0)) \
+    'BEGIN { printf "cpu          serve %.1fs, postgres %.1fs, nats (dev) %.1fs\n", s/t, p/t, n/t }'
+}
+
+# Lets the fan-out and digest backlog a run left behind drain before the next
+# one (bounded), so that each run measures its own load. (Deliveries still
+# retrying towards a receiver that was not running are cheap: not waited for.)
+wait_jobs() {
+  local n=0
+  for _ in $(seq 1 90); do
+    n=$(psql -qtA "$PG" -c "SELECT count(*) FROM river_job WHERE queue <> 'deliver' AND state IN ('available', 'scheduled')" 2>/dev/null || echo 0)
+    [ "${n:-0}" -eq 0 ] && return
+    sleep 2
+  done
+  echo "(still $n River jobs queued; going on)"
+}
+# A benchmark that misses its goal exits 1 after printing its report: go on.
+bench() { "$BIN" bench "$@" || echo "(exit status $?)"; }
+
+echo
+echo "== bench deliveries --facilities $FACILITIES"
+wait_jobs
+before=$(cpu_snapshot)
+bench deliveries --listen "$HOOK" --webhook-secret "$SECRET" --facilities "$FACILITIES"
+cpu_report "$before" "$(cpu_snapshot)"
+
+echo
+echo "== bench events --rate 2000 --duration $DURATION"
+wait_jobs
+before=$(cpu_snapshot)
+if [ -n "$DEBUG_ADDR" ]; then
+  (sleep 5; curl -fs "http://$DEBUG_ADDR/debug/pprof/profile?seconds=20" -o "$DIR/serve-events.pprof" &&
+    echo "(serve CPU profile: go tool pprof -top $BIN $DIR/serve-events.pprof)") &
+fi
+bench events --rate 2000 --duration "$DURATION" --listen "$HOOK" --webhook-secret "$SECRET"
+cpu_report "$before" "$(cpu_snapshot)"
+
+echo
+echo "== bench events --rate 0 (as fast as possible) --events $MAX_EVENTS --duration $DURATION"
+wait_jobs
+before=$(cpu_snapshot)
+bench events --rate 0 --events "$MAX_EVENTS" --duration "$DURATION" --listen "$HOOK" --webhook-secret "$SECRET"
+cpu_report "$before" "$(cpu_snapshot)"
+
+echo
+echo "== serve resident memory"
+grep -E "VmHWM|VmRSS" "/proc/$serve/status"
+grep -c '"level":"error"' "$DIR/serve.log" | sed 's/^/serve log errors: /' || true
