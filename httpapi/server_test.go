@@ -272,7 +272,9 @@ func TestServer_Operational(t *testing.T) {
 	status, _ = get(t, b.base+"/openapi.json", &doc)
 	require.Equal(t, http.StatusOK, status)
 	require.Equal(t, "3.1.0", doc.OpenAPI)
-	for _, p := range []string{"/v1/workers/{worker_id}/eligible-shifts", "/v1/shifts/{shift_id}/eligible-workers", "/v1/workers/{worker_id}/eligible-shifts/{shift_id}", "/healthz", "/readyz"} {
+	for _, p := range []string{"/v1/workers/{worker_id}/eligible-shifts", "/v1/shifts/{shift_id}/eligible-workers", "/v1/workers/{worker_id}/eligible-shifts/{shift_id}", "/healthz", "/readyz",
+		"/v1/workers/{worker_id}/notifications", "/v1/workers/{worker_id}/notifications/stream", "/v1/reports/monthly",
+		"/v1/admin/status", "/v1/admin/pause", "/v1/admin/resume", "/v1/admin/stream", "/metrics", "/"} {
 		require.Contains(t, doc.Paths, p)
 	}
 
