@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/shiftcast/shiftcast/domain"
 )
@@ -44,14 +45,22 @@ func (s *Store) FanoutWorkers(ctx context.Context, facilityID int64, profession 
 // $2, and either at a facility the worker was not eligible for at its last
 // push or opened by a transaction that push's snapshot did not see. The
 // first branch only runs for newly eligible facilities; the second only
-// reads openings at or after the snapshot's xmin, so both stay small.
+// reads openings at or after the snapshot's xmin, so both stay small. It
+// always returns one row or more: the worker's eligible facilities now (for
+// the new watermark), then the first $3 new shifts and their total count.
 const digestSQL = `
 WITH st AS (
     SELECT facilities, snapshot FROM shiftcast.worker_notify_state WHERE worker_id = $1
 ), w AS (
-    SELECT profession FROM "Worker" WHERE id = $1 AND is_active
+    SELECT w.profession, COALESCE(wd.document_ids, '{}') AS docs
+    FROM "Worker" w
+    LEFT JOIN shiftcast.worker_documents wd ON wd.worker_id = w.id
+    WHERE w.id = $1 AND w.is_active
 ), ef AS (
-    SELECT shiftcast.eligible_facilities($1) AS ids
+    SELECT COALESCE(array_agg(fa.id ORDER BY fa.id), '{}') AS ids
+    FROM w, "Facility" fa
+    LEFT JOIN shiftcast.facility_requirements fr ON fr.facility_id = fa.id
+    WHERE fa.is_active AND COALESCE(fr.document_ids, '{}') <@ w.docs
 ), fresh AS (
     SELECT ARRAY(SELECT unnest(ef.ids) EXCEPT SELECT unnest(st.facilities)) AS ids FROM ef, st
 ), cand AS (
@@ -69,10 +78,14 @@ WITH st AS (
       AND s.facility_id = ANY (ef.ids) AND s.profession = w.profession
       AND NOT s.is_deleted AND s.worker_id IS NULL AND s.start > $2
 )
-SELECT c.id, c.facility_id, w.profession::text, c.start, c."end", count(*) OVER ()
-FROM cand c, w
-ORDER BY c.start, c.id
-LIMIT $3`
+SELECT ef.ids, page.id, page.facility_id, page.profession, page.start, page."end", page.total
+FROM ef
+LEFT JOIN LATERAL (
+    SELECT c.id, c.facility_id, w.profession::text AS profession, c.start, c."end", count(*) OVER () AS total
+    FROM cand c, w
+    ORDER BY c.start, c.id
+    LIMIT $3
+) page ON true`
 
 // BuildDigest builds worker workerID's digest from current state: the
 // shifts that became available to them since their last push, at most k
@@ -92,22 +105,34 @@ func (s *Store) BuildDigest(ctx context.Context, workerID int64, now time.Time, 
 		if err != nil {
 			return err
 		}
-		var shifts []domain.NotificationShift
-		total := 0
-		var sh domain.NotificationShift
-		var prof string
-		_, err = pgx.ForEachRow(rows, []any{&sh.ID, &sh.FacilityID, &prof, &sh.Start, &sh.End, &total}, func() error {
-			sh.Profession = internProfession(prof)
-			shifts = append(shifts, sh)
+		var (
+			shifts     []domain.NotificationShift
+			total      int
+			facilities []int32
+			id, fac    pgtype.Int4
+			prof       pgtype.Text
+			start, end pgtype.Timestamp
+			count      pgtype.Int8
+		)
+		_, err = pgx.ForEachRow(rows, []any{&facilities, &id, &fac, &prof, &start, &end, &count}, func() error {
+			if id.Valid {
+				shifts = append(shifts, domain.NotificationShift{
+					ID: int64(id.Int32), FacilityID: int64(fac.Int32), Profession: internProfession(prof.String),
+					Start: start.Time, End: end.Time,
+				})
+				total = int(count.Int64)
+			}
 			return nil
 		})
 		if err != nil {
 			return err
 		}
+		// The new watermark: what was eligible and visible in this very
+		// transaction's snapshot.
 		tag, err := tx.Exec(ctx, `
 			UPDATE shiftcast.worker_notify_state
-			SET facilities = shiftcast.eligible_facilities($1), snapshot = pg_current_snapshot(), notified_at = now()
-			WHERE worker_id = $1`, workerID)
+			SET facilities = $2, snapshot = pg_current_snapshot(), notified_at = now()
+			WHERE worker_id = $1`, workerID, facilities)
 		if err != nil {
 			return err
 		}
@@ -244,6 +269,24 @@ func (s *Store) Prune(ctx context.Context, now time.Time, keepEvents time.Durati
 	return openings, tag.RowsAffected(), nil
 }
 
+// baselineSQL is every worker's eligible facilities now, set-based (one
+// pass over workers against the few active facilities' requirement arrays),
+// with the current snapshot: the state of a worker who has been told
+// everything there is.
+const baselineSQL = `
+	SELECT w.id,
+	       COALESCE(array_agg(f.id ORDER BY f.id) FILTER (WHERE f.id IS NOT NULL), '{}'),
+	       pg_current_snapshot(), now()
+	FROM "Worker" w
+	LEFT JOIN shiftcast.worker_documents wd ON wd.worker_id = w.id
+	LEFT JOIN (
+		SELECT fa.id, COALESCE(fr.document_ids, '{}') AS req
+		FROM "Facility" fa
+		LEFT JOIN shiftcast.facility_requirements fr ON fr.facility_id = fa.id
+		WHERE fa.is_active
+	) f ON w.is_active AND f.req <@ COALESCE(wd.document_ids, '{}')
+	GROUP BY w.id`
+
 // ResetPipelineState makes the current marketplace data the pipeline's
 // baseline after a bulk load: every worker's notifications start from what
 // they are eligible for now (seeded shifts are not news), and the event
@@ -255,7 +298,7 @@ func (s *Store) ResetPipelineState(ctx context.Context) error {
 			TRUNCATE shiftcast.applied_events, shiftcast.entity_positions, shiftcast.shift_openings;
 			DELETE FROM shiftcast.worker_notify_state ns WHERE NOT EXISTS (SELECT 1 FROM "Worker" w WHERE w.id = ns.worker_id);
 			INSERT INTO shiftcast.worker_notify_state (worker_id, facilities, snapshot, notified_at)
-			SELECT id, shiftcast.eligible_facilities(id), pg_current_snapshot(), now() FROM "Worker"
+			`+baselineSQL+`
 			ON CONFLICT (worker_id) DO UPDATE SET
 				facilities = EXCLUDED.facilities, snapshot = EXCLUDED.snapshot, notified_at = EXCLUDED.notified_at`)
 		return err

@@ -72,18 +72,6 @@ CREATE INDEX IF NOT EXISTS shift_open_facility_start
     ON "Shift" (facility_id, profession, start) INCLUDE (id, "end")
     WHERE NOT is_deleted AND worker_id IS NULL;
 
--- +goose StatementBegin
-CREATE FUNCTION shiftcast.eligible_facilities(wid INTEGER) RETURNS INTEGER[]
-LANGUAGE sql STABLE AS $$
-    SELECT COALESCE(array_agg(fa.id ORDER BY fa.id), '{}')
-    FROM "Worker" w
-    LEFT JOIN shiftcast.worker_documents wd ON wd.worker_id = w.id
-    JOIN "Facility" fa ON fa.is_active
-    LEFT JOIN shiftcast.facility_requirements fr ON fr.facility_id = fa.id
-    WHERE w.id = wid AND w.is_active
-      AND COALESCE(fr.document_ids, '{}') <@ COALESCE(wd.document_ids, '{}')
-$$;
--- +goose StatementEnd
 
 -- A worker who appears knows nothing yet: the first digest lists every
 -- eligible shift. Bulk loads re-baseline afterwards (store.ResetNotifyBaseline).
@@ -104,13 +92,24 @@ CREATE TRIGGER shiftcast_worker_insert AFTER INSERT ON "Worker"
 
 -- Workers already present are baselined: what they are eligible for now is
 -- not news.
+-- (The same statement as store.baselineSQL: one pass over the workers.)
 INSERT INTO shiftcast.worker_notify_state (worker_id, facilities, snapshot, notified_at)
-SELECT id, shiftcast.eligible_facilities(id), pg_current_snapshot(), now() FROM "Worker";
+SELECT w.id,
+       COALESCE(array_agg(f.id ORDER BY f.id) FILTER (WHERE f.id IS NOT NULL), '{}'),
+       pg_current_snapshot(), now()
+FROM "Worker" w
+LEFT JOIN shiftcast.worker_documents wd ON wd.worker_id = w.id
+LEFT JOIN (
+    SELECT fa.id, COALESCE(fr.document_ids, '{}') AS req
+    FROM "Facility" fa
+    LEFT JOIN shiftcast.facility_requirements fr ON fr.facility_id = fa.id
+    WHERE fa.is_active
+) f ON w.is_active AND f.req <@ COALESCE(wd.document_ids, '{}')
+GROUP BY w.id;
 
 -- +goose Down
 DROP TRIGGER IF EXISTS shiftcast_worker_insert ON "Worker";
 DROP FUNCTION IF EXISTS shiftcast.worker_inserted();
-DROP FUNCTION IF EXISTS shiftcast.eligible_facilities(INTEGER);
 DROP INDEX IF EXISTS shift_open_facility_start;
 DROP TABLE shiftcast.notifications, shiftcast.worker_notify_state, shiftcast.shift_openings,
     shiftcast.entity_positions, shiftcast.applied_events;
