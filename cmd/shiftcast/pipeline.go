@@ -172,7 +172,7 @@ func (p *pipeline) start(ctx context.Context, cfg pipelineConfig, st *store.Stor
 		},
 		Workers: cfg.consumerWorkers, MaxDeliver: cfg.maxDeliver, AckWait: cfg.ackWait,
 		OnApplied: p.metrics.EventHandled,
-		Logger: p.log.Named("events"),
+		Logger:    p.log.Named("events"),
 	})
 	if err != nil {
 		return err

@@ -85,7 +85,7 @@ func publishCmd(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	defer func() { _ = logger.Sync() }()
 
-	nc, js, err := connectJetStream(c.natsURL, "shiftcast publish")
+	nc, js, err := connectJetStream(c, "shiftcast publish")
 	if err != nil {
 		return err
 	}
@@ -106,8 +106,13 @@ func publishCmd(ctx context.Context, args []string, getenv func(string) string, 
 // connectJetStream connects to NATS for a one-shot command: it fails fast
 // when the server is not there, rather than retrying in the background as
 // serve does.
-func connectJetStream(natsURL, name string) (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := nats.Connect(natsURL, nats.Name(name+" "+version), nats.Timeout(5*time.Second))
+func connectJetStream(c common, name string) (*nats.Conn, jetstream.JetStream, error) {
+	natsURL := c.natsURL
+	opts, err := c.natsOptions()
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := nats.Connect(natsURL, append(opts, nats.Name(name+" "+version), nats.Timeout(5*time.Second))...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect nats %s: %w", redact(natsURL), err)
 	}

@@ -66,7 +66,7 @@ func runRecord(ctx context.Context, args []string, getenv func(string) string, s
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
 	}
 
-	nc, js, err := connectJetStream(c.natsURL, "shiftcast record")
+	nc, js, err := connectJetStream(c, "shiftcast record")
 	if err != nil {
 		return err
 	}

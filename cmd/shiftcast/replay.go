@@ -77,7 +77,7 @@ func replayCmd(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	defer func() { _ = logger.Sync() }()
 
-	nc, js, err := connectJetStream(c.natsURL, "shiftcast replay")
+	nc, js, err := connectJetStream(c, "shiftcast replay")
 	if err != nil {
 		return err
 	}

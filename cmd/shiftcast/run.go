@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -86,6 +87,9 @@ type common struct {
 	databaseURL string
 	natsURL     string
 	logLevel    string
+	// NATS authentication and TLS; secrets stay in files, never in flags.
+	natsCreds, natsNKey           string
+	natsCA, natsCert, natsCertKey string
 }
 
 func envOr(getenv func(string) string, key, def string) string {
@@ -109,6 +113,38 @@ func (c *common) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&c.databaseURL, "database-url", envOr(getenv, "DATABASE_URL", "postgres://postgres:postgres@localhost:5432/postgres"), "PostgreSQL URL (env DATABASE_URL)")
 	fs.StringVar(&c.natsURL, "nats-url", envOr(getenv, "NATS_URL", "nats://127.0.0.1:4222"), "NATS URL (env NATS_URL)")
 	fs.StringVar(&c.logLevel, "log-level", envOr(getenv, "LOG_LEVEL", "info"), "log level: debug, info, warn, error (env LOG_LEVEL)")
+	fs.StringVar(&c.natsCreds, "nats-creds", getenv("NATS_CREDS"), "NATS credentials file (JWT + NKey seed) (env NATS_CREDS)")
+	fs.StringVar(&c.natsNKey, "nats-nkey", getenv("NATS_NKEY"), "NATS NKey seed file (env NATS_NKEY)")
+	fs.StringVar(&c.natsCA, "nats-tls-ca", getenv("NATS_TLS_CA"), "CA certificate file to verify the NATS server (env NATS_TLS_CA)")
+	fs.StringVar(&c.natsCert, "nats-tls-cert", getenv("NATS_TLS_CERT"), "client certificate file for NATS mutual TLS (env NATS_TLS_CERT)")
+	fs.StringVar(&c.natsCertKey, "nats-tls-key", getenv("NATS_TLS_KEY"), "client key file for NATS mutual TLS (env NATS_TLS_KEY)")
+}
+
+// natsOptions turns the authentication and TLS settings into connection
+// options. User and password, when needed, go in NATS_URL
+// (nats://user:pass@host), which is never logged unredacted.
+func (c *common) natsOptions() ([]nats.Option, error) {
+	var opts []nats.Option
+	if c.natsCreds != "" {
+		opts = append(opts, nats.UserCredentials(c.natsCreds))
+	}
+	if c.natsNKey != "" {
+		opt, err := nats.NkeyOptionFromSeed(c.natsNKey)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --nats-nkey: %w", errUsage, err)
+		}
+		opts = append(opts, opt)
+	}
+	if c.natsCA != "" {
+		opts = append(opts, nats.RootCAs(c.natsCA))
+	}
+	if (c.natsCert == "") != (c.natsCertKey == "") {
+		return nil, fmt.Errorf("%w: --nats-tls-cert and --nats-tls-key go together", errUsage)
+	}
+	if c.natsCert != "" {
+		opts = append(opts, nats.ClientCert(c.natsCert, c.natsCertKey))
+	}
+	return opts, nil
 }
 
 // parse parses args, turning --help into a clean exit and bad flags into a

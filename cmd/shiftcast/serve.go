@@ -68,7 +68,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	logger.Info("serving", zap.String("http", app.http.URL()), zap.String("nats", cfg.natsURL), zap.String("version", version))
+	logger.Info("serving", zap.String("http", app.http.URL()), zap.String("nats", redact(cfg.natsURL)), zap.String("version", version))
 	<-ctx.Done()
 	logger.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdown)
@@ -120,7 +120,12 @@ func startServe(ctx context.Context, cfg serveConfig, logger *zap.Logger) (*serv
 	}
 
 	nlog := logger.Named("nats")
-	nc, err := nats.Connect(cfg.natsURL,
+	natsOpts, err := cfg.common.natsOptions()
+	if err != nil {
+		app.closeQuiet()
+		return nil, err
+	}
+	nc, err := nats.Connect(cfg.natsURL, append(natsOpts,
 		nats.Name("shiftcast "+version),
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
@@ -138,10 +143,10 @@ func startServe(ctx context.Context, cfg serveConfig, logger *zap.Logger) (*serv
 			}
 			nlog.Error("async error", zap.String("subject", subject), zap.Error(err))
 		}),
-	)
+	)...)
 	if err != nil {
 		app.closeQuiet()
-		return nil, fmt.Errorf("connect nats %s: %w", cfg.natsURL, err)
+		return nil, fmt.Errorf("connect nats %s: %w", redact(cfg.natsURL), err)
 	}
 	app.nc = nc
 
