@@ -292,16 +292,29 @@ func TestAccountsEnforcePermissions(t *testing.T) {
 		assert.Equal(t, "400", reply.Header.Get(micro.ErrorCodeHeader), subject)
 	}
 
-	// client: a worker's notification, published by shiftcast.
+	// client: a worker's notification, published by shiftcast; another
+	// shiftcast instance receives it too, for the worker's in-app feed.
 	notes, err := cli.nc.SubscribeSync(domain.NotificationSubjectPrefix + ">")
 	require.NoError(t, err)
 	require.NoError(t, cli.nc.Flush())
+	sc2 := connect(t, url, "shiftcast")
+	fed := make(chan domain.Notification, 1)
+	stopFeed, err := consumers.NewNotificationFeed(sc2.nc, zap.NewNop()).Subscribe(7, func(n domain.Notification) { fed <- n })
+	require.NoError(t, err)
+	t.Cleanup(stopFeed)
+	require.NoError(t, sc2.nc.Flush())
 	require.NoError(t, publishers.NewNATSNotifier(sc.nc).Deliver(ctxTimeout(t, 5*time.Second), domain.Notification{
 		ID: "n-1", Type: domain.NotificationTypeShiftsAvailable, WorkerID: 7, Count: 0, CreatedAt: time.Now().UTC(),
 	}))
 	msg, err := notes.NextMsg(5 * time.Second)
 	require.NoError(t, err)
 	assert.Equal(t, domain.NotificationSubjectPrefix+"7", msg.Subject)
+	select {
+	case n := <-fed:
+		assert.Equal(t, "n-1", n.ID)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the in-app feed of another instance did not receive the notification")
+	}
 
 	// ops: micro discovery, JetStream state, an ordered consumer reading
 	// the stream (as `shiftcast record` does).
@@ -317,9 +330,17 @@ func TestAccountsEnforcePermissions(t *testing.T) {
 	first, err := oc.Next(jetstream.FetchMaxWait(5 * time.Second))
 	require.NoError(t, err)
 	assert.Equal(t, domain.Subject("shift.created"), first.Subject())
+	// ... filtered (`shiftcast record --subject`), and on the dead letters.
+	oc, err = ops.js.OrderedConsumer(ctxTimeout(t, 5*time.Second), consumers.StreamDLQ,
+		jetstream.OrderedConsumerConfig{FilterSubjects: []string{consumers.DLQSubjectPrefix + domain.SubjectPrefix + ">"}})
+	require.NoError(t, err)
+	dead, err := oc.Next(jetstream.FetchMaxWait(5 * time.Second))
+	require.NoError(t, err)
+	assert.Equal(t, []byte("not json"), dead.Data())
 
 	// Everything above is what the users need: not one violation.
 	sc.v.requireNone(t, "shiftcast")
+	sc2.v.requireNone(t, "shiftcast (second instance)")
 	pub.v.requireNone(t, "publisher")
 	cli.v.requireNone(t, "client")
 	ops.v.requireNone(t, "ops")
@@ -383,6 +404,17 @@ func TestAccountsEnforcePermissions(t *testing.T) {
 		}
 		ops.v.requireDenied(t, "$JS.API.CONSUMER.MSG.NEXT."+consumers.StreamMarketplace+"."+consumers.DurableName)
 	})
+	t.Run("ops cannot change the shared consumer", func(t *testing.T) {
+		for _, cfg := range []jetstream.ConsumerConfig{
+			{Durable: consumers.DurableName},
+			{Durable: consumers.DurableName, FilterSubject: domain.SubjectPrefix + ">"},
+		} {
+			_, err := ops.js.CreateOrUpdateConsumer(short(), consumers.StreamMarketplace, cfg)
+			require.Error(t, err)
+		}
+		ops.v.requireDenied(t, "$JS.API.CONSUMER.CREATE."+consumers.StreamMarketplace+"."+consumers.DurableName)
+		ops.v.requireDenied(t, "$JS.API.CONSUMER.CREATE."+consumers.StreamMarketplace+"."+consumers.DurableName+"."+domain.SubjectPrefix+">")
+	})
 	t.Run("ops cannot delete the shared consumer", func(t *testing.T) {
 		require.Error(t, ops.js.DeleteConsumer(short(), consumers.StreamMarketplace, consumers.DurableName))
 		ops.v.requireDenied(t, "$JS.API.CONSUMER.DELETE."+consumers.StreamMarketplace+"."+consumers.DurableName)
@@ -429,7 +461,10 @@ func TestClusterFromClusterConf(t *testing.T) {
 	for _, f := range []string{clusterConf, accountsConf} {
 		b, err := os.ReadFile(filepath.Join(natsDir, f))
 		require.NoError(t, err)
-		assert.Equal(t, string(b), cm.Data[f], "ConfigMap nats-config: %s differs from deploy/nats/%s", f, f)
+		if got, want := cm.Data[f], string(b); got != want {
+			t.Errorf("ConfigMap nats-config in %s: %s differs from deploy/nats/%s (first difference at line %d); copy the file into it",
+				cm.File, f, f, firstDifferentLine(got, want))
+		}
 	}
 	// The command reads cluster.conf from the ConfigMap's mount.
 	require.Equal(t, "config", volumeOf(t, sts, "nats-config"))
@@ -741,7 +776,7 @@ func (ms manifests) workload(t *testing.T, kind, name string) *workload {
 }
 
 func (ms manifests) service(t *testing.T, name string) *struct {
-	Metadata objectMeta `yaml:"metadata"`
+	Metadata     objectMeta `yaml:"metadata"`
 	selectorSpec `yaml:",inline"`
 } {
 	t.Helper()
@@ -961,7 +996,7 @@ func TestKubernetesManifests(t *testing.T) {
 		require.NotNil(t, c.ReadinessProbe)
 		require.NotNil(t, c.LivenessProbe)
 		require.NotNil(t, c.StartupProbe)
-		assert.Equal(t, "/readyz", c.ReadinessProbe.HTTPGet.Path)
+		assert.Equal(t, "/readyz?check=postgres&check=migrations", c.ReadinessProbe.HTTPGet.Path, "queries stay served while NATS is down")
 		assert.Equal(t, "/healthz", c.LivenessProbe.HTTPGet.Path)
 		assert.Equal(t, "/healthz", c.StartupProbe.HTTPGet.Path)
 		// serve's --shutdown-timeout defaults to 15s; the preStop sleep comes first.
@@ -1087,6 +1122,16 @@ func TestDockerCompose(t *testing.T) {
 	hc.Host = s.MonitorAddr().String()
 	require.Eventually(t, func() bool { return httpStatus(t, hc.String()) == http.StatusOK }, 10*time.Second, 50*time.Millisecond,
 		"the nats healthcheck %s", hc)
+}
+
+func firstDifferentLine(a, b string) int {
+	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
+	for i := range min(len(al), len(bl)) {
+		if al[i] != bl[i] {
+			return i + 1
+		}
+	}
+	return min(len(al), len(bl)) + 1
 }
 
 func baseNames(files []string) []string {

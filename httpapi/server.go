@@ -12,6 +12,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,7 +38,7 @@ type Config struct {
 	Addr    string
 	Service *eligibility.Service
 	// Ready lists the dependencies /readyz checks, by name.
-	Ready  map[string]Pinger
+	Ready map[string]Pinger
 	// Admin and AdminToken enable the admin routes; without a token they
 	// are not served at all.
 	Admin      Admin
@@ -193,9 +194,22 @@ func (s *Server) handleExplain(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
+	// ?check=name (repeatable) limits the checks, so a load balancer can
+	// gate the query path on what it needs (postgres, migrations) while
+	// the default answer covers every dependency.
+	only := r.URL.Query()["check"]
+	for _, name := range only {
+		if _, ok := s.cfg.Ready[name]; !ok {
+			s.writeError(w, r, domain.Errorf(domain.EINVALID, "unknown check %q", name))
+			return
+		}
+	}
 	checks := make(map[string]string, len(s.cfg.Ready))
 	ready := true
 	for name, p := range s.cfg.Ready {
+		if len(only) > 0 && !slices.Contains(only, name) {
+			continue
+		}
 		if err := p.Ping(ctx); err != nil {
 			ready = false
 			checks[name] = "unavailable"

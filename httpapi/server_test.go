@@ -264,6 +264,11 @@ func TestServer_Operational(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 	require.True(t, ready.Ready)
 	require.Equal(t, "ok", ready.Checks["postgres"])
+	status, _ = get(t, b.base+"/readyz?check=postgres", &ready)
+	require.Equal(t, http.StatusOK, status)
+	require.Equal(t, map[string]string{"postgres": "ok"}, ready.Checks)
+	status, _ = get(t, b.base+"/readyz?check=nope", nil)
+	require.Equal(t, http.StatusBadRequest, status)
 
 	var doc struct {
 		OpenAPI string         `json:"openapi"`
