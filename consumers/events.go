@@ -30,6 +30,7 @@ const (
 	HeaderDLQOriginalSubject = "Shiftcast-Original-Subject"
 	HeaderDLQStreamSequence  = "Shiftcast-Stream-Sequence"
 	HeaderDLQDeliveries      = "Shiftcast-Deliveries"
+	HeaderDLQOriginalMsgID   = "Shiftcast-Original-Msg-Id"
 )
 
 // StreamsConfig sizes the streams; zero values take the defaults.
@@ -308,6 +309,9 @@ func (c *EventConsumer) deadLetter(ctx context.Context, msg jetstream.Msg, md *j
 	out.Header.Set(HeaderDLQOriginalSubject, msg.Subject())
 	out.Header.Set(HeaderDLQStreamSequence, strconv.FormatUint(md.Sequence.Stream, 10))
 	out.Header.Set(HeaderDLQDeliveries, strconv.FormatUint(md.NumDelivered, 10))
+	if id := msg.Headers().Get(jetstream.MsgIDHeader); id != "" {
+		out.Header.Set(HeaderDLQOriginalMsgID, id) // Nats-Msg-Id is the DLQ's own dedup id below
+	}
 	fields := []zap.Field{zap.String("subject", msg.Subject()), zap.Uint64("stream_seq", md.Sequence.Stream),
 		zap.String("msg_id", msg.Headers().Get(jetstream.MsgIDHeader)), zap.String("reason", reason)}
 	// The DLQ dedups on this id, so a retried copy is stored once.

@@ -92,7 +92,12 @@ type receiver struct {
 	url string
 	mu  sync.Mutex
 	// fail makes the next n webhook calls answer 503.
-	fail       int
+	fail int
+	// delay holds each webhook call that long before answering; inflight
+	// counts the calls being held. A call whose client goes away meanwhile
+	// is dropped, unrecorded, as a real receiver's would be.
+	delay      time.Duration
+	inflight   int
 	attempts   map[string]int // webhook-id → deliveries seen
 	notes      []domain.Notification
 	badSig     int
@@ -104,6 +109,20 @@ func newReceiver() *receiver { return &receiver{attempts: map[string]int{}} }
 func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	body, _ := io.ReadAll(req.Body)
 	r.mu.Lock()
+	if d := r.delay; d > 0 {
+		r.inflight++
+		r.mu.Unlock()
+		select {
+		case <-time.After(d):
+		case <-req.Context().Done():
+		}
+		r.mu.Lock()
+		r.inflight--
+		if req.Context().Err() != nil {
+			r.mu.Unlock()
+			return
+		}
+	}
 	defer r.mu.Unlock()
 	if err := publishers.Verify(secret, req.Header, body, 5*time.Minute); err != nil {
 		r.badSig++

@@ -62,20 +62,36 @@ func readLines(t *testing.T, name string) [][]byte {
 // the phases of one test.
 func (e *env) publish(lines [][]byte) []*jetstream.PubAck {
 	e.t.Helper()
+	acks, err := e.tryPublish(lines, 0)
+	require.NoError(e.t, err)
+	return acks
+}
+
+// tryPublish is publish for other goroutines than the test's: it returns
+// the first error. pace, when positive, is the pause after each line.
+func (e *env) tryPublish(lines [][]byte, pace time.Duration) ([]*jetstream.PubAck, error) {
 	pub := publishers.NewEventPublisher(e.js, publishers.EventPublisherOptions{})
 	acks := make([]*jetstream.PubAck, 0, len(lines))
 	for _, l := range lines {
 		msg, err := publishers.ParseReplayLine(l, publishers.ReplayDefaults{
-			Source: "e2e", Now: time.Now, NewID: func() string { panic("e2e: replay line without an id: " + string(l)) },
+			Source: "e2e", Now: time.Now, NewID: func() string { return "" },
 		})
-		require.NoError(e.t, err, string(l))
+		if err != nil {
+			return acks, fmt.Errorf("%s: %w", l, err)
+		}
+		if msg.Header.Get(jetstream.MsgIDHeader) == "" {
+			return acks, fmt.Errorf("replay line without an id: %s", l)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		ack, err := pub.PublishMsg(ctx, msg)
 		cancel()
-		require.NoError(e.t, err, string(l))
+		if err != nil {
+			return acks, fmt.Errorf("%s: %w", l, err)
+		}
 		acks = append(acks, ack)
+		time.Sleep(pace)
 	}
-	return acks
+	return acks, nil
 }
 
 // play publishes a testdata stream and returns the acknowledgements.
@@ -327,14 +343,4 @@ func keys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// knownBug skips a test that fails because of a reported defect outside
-// e2e/, unless SHIFTCAST_E2E_KNOWN_BUGS is set. Remove the call once the
-// defect is fixed.
-func knownBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("SHIFTCAST_E2E_KNOWN_BUGS") == "" {
-		t.Skip("known bug (set SHIFTCAST_E2E_KNOWN_BUGS=1 to run): " + what)
-	}
 }

@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"testing"
@@ -153,7 +154,13 @@ func TestCrash_BetweenCommitAndAck(t *testing.T) {
 	e.settleEvents()
 	e.publish(w.rest)
 	require.Equal(t, 3, p.exited(t, 60*time.Second))
-	require.NotEmpty(t, grepLog(p.logText(t), "failpoint: crashing after commit"))
+	crash := grepLog(p.logText(t), "failpoint: crashing after commit")
+	require.Len(t, crash, 1)
+	var last struct {
+		EventID string `json:"event_id"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(crash[0]), &last))
+	require.Equal(t, "applied", e.appliedEvents()[last.EventID], "the event was committed before the crash")
 	require.Less(t, len(e.appliedEvents()), len(w.catalog)+len(w.rest), "the crash came in the middle of the stream")
 
 	e.serve("--digest-size", "500")
@@ -172,16 +179,34 @@ func TestKill_MidStream(t *testing.T) {
 	p := e.serve("--digest-size", "500")
 	e.publish(w.catalog)
 	e.settleEvents()
-	half := len(w.rest) / 2
-	e.publish(w.rest[:half])
-	// Let part of it be applied, and a window or two of digests pass.
-	deadline := time.Now().Add(30 * time.Second)
-	for len(e.appliedEvents()) < len(w.catalog)+half/2 {
-		require.True(t, time.Now().Before(deadline), "events are not being applied")
+	// A third of the stream, until notifications go out; then the rest
+	// trickles in, and the process is killed in its midst.
+	third := len(w.rest) / 3
+	e.publish(w.rest[:third])
+	deadline := time.Now().Add(60 * time.Second)
+	for len(e.hook.notifications()) == 0 {
+		require.True(t, time.Now().Before(deadline), "no notification delivered")
 		time.Sleep(20 * time.Millisecond)
 	}
+	published := make(chan error, 1)
+	go func() {
+		_, err := e.tryPublish(w.rest[third:], 10*time.Millisecond)
+		published <- err
+	}()
+	// Kill it between two River jobs: a job killed while running is stuck
+	// for an hour (see TestKill_DuringDelivery); here the point is the
+	// events and the digests.
+	for len(e.appliedEvents()) < len(w.catalog)+third+20 ||
+		e.queryInt(`SELECT count(*) FROM river_job WHERE state = 'running'`) > 0 {
+		require.True(t, time.Now().Before(deadline), "events are not being applied")
+		time.Sleep(5 * time.Millisecond)
+	}
 	p.kill()
-	e.publish(w.rest[half:])
+	applied := len(e.appliedEvents())
+	t.Logf("killed after %d of %d events applied, %d notifications delivered",
+		applied, len(w.catalog)+len(w.rest), len(e.hook.notifications()))
+	require.Less(t, applied, len(w.catalog)+len(w.rest), "killed in the middle of the stream")
+	require.NoError(t, <-published)
 
 	e.serve("--digest-size", "500")
 	e.expect(w.want)
@@ -203,4 +228,36 @@ func TestTwoInstances(t *testing.T) {
 	e.checkAppliedOnce(w.ids(t))
 	t.Logf("digests built: %d by one instance, %d by the other",
 		len(grepLog(a.logText(t), "digest built")), len(grepLog(b.logText(t), "digest built")))
+}
+
+// A process killed while a notification's delivery is in flight (the
+// webhook receiver is slow to answer), then restarted: the delivery is
+// retried by the new instance and the notification reaches the webhook,
+// within a bounded time, once.
+func TestKill_DuringDelivery(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	e.hook.mu.Lock()
+	e.hook.delay = time.Minute
+	e.hook.mu.Unlock()
+	p := e.serve()
+	e.play("webhook.jsonl")
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		e.hook.mu.Lock()
+		n := e.hook.inflight
+		e.hook.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the webhook was never called")
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.kill()
+	e.hook.mu.Lock()
+	e.hook.delay = 0
+	e.hook.mu.Unlock()
+
+	e.serve()
+	e.expect(map[int64][]int64{1: {901, 902}})
 }

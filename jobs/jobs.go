@@ -198,6 +198,11 @@ func New(pool *pgxpool.Pool, cfg Config) (*Pipeline, error) {
 	rc := &river.Config{
 		Logger:  slog.New(zapslog.NewHandler(cfg.Logger.Named("river").Core())),
 		Workers: workers,
+		// Every job here takes milliseconds to seconds. A job left running
+		// by a killed process is rescued after a minute, not River's
+		// default hour, so a crash delays notifications only briefly.
+		JobTimeout:           30 * time.Second,
+		RescueStuckJobsAfter: time.Minute,
 	}
 	if cfg.Work {
 		rc.Queues = map[string]river.QueueConfig{
@@ -231,20 +236,31 @@ func (p *Pipeline) runAt(window int64) time.Time {
 	return time.Unix(0, (window+1)*int64(p.cfg.Window)).Add(p.cfg.Grace)
 }
 
+// scheduleAt returns insert options running a job at t. A time already
+// past is left unset: River inserts any explicit ScheduledAt as
+// "scheduled", which only its periodic scheduler (every few seconds) makes
+// runnable, while an unset one is available at once.
+func (p *Pipeline) scheduleAt(t time.Time) *river.InsertOpts {
+	if !t.After(p.cfg.Now()) {
+		return nil
+	}
+	return &river.InsertOpts{ScheduledAt: t}
+}
+
 // Enqueue inserts, in tx, the jobs that carry eff: a notify job per worker
 // and a fan-out job per (facility, profession), for the current window. It
 // has the shape of store.EnqueueFunc.
 func (p *Pipeline) Enqueue(ctx context.Context, tx pgx.Tx, eff store.Effect) error {
 	window := p.Window(p.cfg.Now())
-	at := p.runAt(window)
+	opts := p.scheduleAt(p.runAt(window))
 	params := make([]river.InsertManyParams, 0, len(eff.NotifyWorkers)+len(eff.Fanouts))
 	for _, w := range eff.NotifyWorkers {
-		params = append(params, river.InsertManyParams{Args: NotifyArgs{WorkerID: w, Window: window}, InsertOpts: &river.InsertOpts{ScheduledAt: at}})
+		params = append(params, river.InsertManyParams{Args: NotifyArgs{WorkerID: w, Window: window}, InsertOpts: opts})
 	}
 	for _, f := range eff.Fanouts {
 		params = append(params, river.InsertManyParams{
 			Args:       FanoutArgs{FacilityID: f.FacilityID, Profession: string(f.Profession), Window: window},
-			InsertOpts: &river.InsertOpts{ScheduledAt: at},
+			InsertOpts: opts,
 		})
 	}
 	if len(params) == 0 {
@@ -271,12 +287,12 @@ func (w *fanoutWorker) Work(ctx context.Context, job *river.Job[FanoutArgs]) err
 	if err != nil {
 		return err
 	}
-	at := w.p.runAt(a.Window)
+	opts := w.p.scheduleAt(w.p.runAt(a.Window))
 	for start := 0; start < len(ids); start += insertBatch {
 		batch := ids[start:min(start+insertBatch, len(ids))]
 		params := make([]river.InsertManyParams, len(batch))
 		for i, id := range batch {
-			params[i] = river.InsertManyParams{Args: NotifyArgs{WorkerID: id, Window: a.Window}, InsertOpts: &river.InsertOpts{ScheduledAt: at}}
+			params[i] = river.InsertManyParams{Args: NotifyArgs{WorkerID: id, Window: a.Window}, InsertOpts: opts}
 		}
 		if _, err := w.p.client.InsertMany(ctx, params); err != nil {
 			return fmt.Errorf("fan out facility %d %s: insert notify jobs: %w", a.FacilityID, a.Profession, err)

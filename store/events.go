@@ -66,6 +66,14 @@ func (s *Store) ApplyEvent(ctx context.Context, ev domain.Event, seq uint64, now
 			eff.Outcome = OutcomeDuplicate
 			return nil
 		}
+		// Creations only insert what is absent, so they can never undo a
+		// newer state, and they must not move the position either: a claim
+		// retried because it arrived before its shift's creation carries an
+		// older stream sequence than that creation and must still apply.
+		if isCreation(ev.Type) {
+			eff.Outcome = OutcomeApplied
+			return applyAndEnqueue(ctx, tx, ev, now, &eff, enqueue)
+		}
 		kind, id1, id2 := entityOf(ev)
 		var newer bool
 		err = tx.QueryRow(ctx, `
@@ -82,15 +90,7 @@ func (s *Store) ApplyEvent(ctx context.Context, ev domain.Event, seq uint64, now
 			return err
 		}
 		eff.Outcome = OutcomeApplied
-		if err := apply(ctx, tx, ev, now, &eff); err != nil {
-			return err
-		}
-		if enqueue != nil && (len(eff.NotifyWorkers) > 0 || len(eff.Fanouts) > 0) {
-			if err := enqueue(ctx, tx, eff); err != nil {
-				return fmt.Errorf("enqueue jobs: %w", err)
-			}
-		}
-		return nil
+		return applyAndEnqueue(ctx, tx, ev, now, &eff, enqueue)
 	})
 	if err != nil {
 		var pgErr *pgconn.PgError
@@ -103,6 +103,26 @@ func (s *Store) ApplyEvent(ctx context.Context, ev domain.Event, seq uint64, now
 		return Effect{}, classify(fmt.Sprintf("apply %s %s", ev.Type, ev.ID), err)
 	}
 	return eff, nil
+}
+
+func applyAndEnqueue(ctx context.Context, tx pgx.Tx, ev domain.Event, now time.Time, eff *Effect, enqueue EnqueueFunc) error {
+	if err := apply(ctx, tx, ev, now, eff); err != nil {
+		return err
+	}
+	if enqueue != nil && (len(eff.NotifyWorkers) > 0 || len(eff.Fanouts) > 0) {
+		if err := enqueue(ctx, tx, *eff); err != nil {
+			return fmt.Errorf("enqueue jobs: %w", err)
+		}
+	}
+	return nil
+}
+
+func isCreation(typ string) bool {
+	switch typ {
+	case domain.TypeShiftCreated, domain.TypeWorkerCreated, domain.TypeFacilityCreated, domain.TypeDocumentCreated:
+		return true
+	}
+	return false
 }
 
 // entityOf names the entity whose position an event advances. Pairs
