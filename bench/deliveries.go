@@ -172,6 +172,8 @@ const (
 type DeliveriesConfig struct {
 	NATSURL     string
 	DatabaseURL string
+	// NATSOptions are extra connection options (credentials, TLS).
+	NATSOptions []nats.Option
 	// Listen is the receiver's address; serve's --webhook-url must point
 	// at it. Secret is serve's --webhook-secret.
 	Listen string
@@ -294,7 +296,7 @@ func RunDeliveries(ctx context.Context, cfg DeliveriesConfig) (DeliveriesReport,
 		return DeliveriesReport{}, fmt.Errorf("bench deliveries: %w", err)
 	}
 	defer st.Close()
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("shiftcast-bench-deliveries"))
+	nc, err := nats.Connect(cfg.NATSURL, append(slices.Clone(cfg.NATSOptions), nats.Name("shiftcast-bench-deliveries"))...)
 	if err != nil {
 		return DeliveriesReport{}, fmt.Errorf("bench deliveries: connect %s: %w", cfg.NATSURL, err)
 	}

@@ -550,6 +550,8 @@ const (
 type EventsConfig struct {
 	NATSURL     string
 	DatabaseURL string
+	// NATSOptions are extra connection options (credentials, TLS).
+	NATSOptions []nats.Option
 	// Rate is the target events per second; 0 publishes as fast as the
 	// publishers can.
 	Rate float64
@@ -600,6 +602,11 @@ type EventsReport struct {
 	InFlight   int     `json:"in_flight"`
 	Rate       float64 `json:"target_rate"` // 0: as fast as possible
 	Seed       int64   `json:"seed"`
+	// BacklogAtStart is the number of earlier events the consumer still
+	// had to apply when publishing began (after waiting BacklogWait for it
+	// to drain); they compete with this run's.
+	BacklogAtStart int64         `json:"backlog_at_start"`
+	BacklogWait    time.Duration `json:"backlog_wait_ns"`
 
 	// Publish phase.
 	PublishDuration time.Duration `json:"publish_duration_ns"`
@@ -640,6 +647,10 @@ type Outcomes struct {
 func (r EventsReport) Print(w io.Writer) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "run          %s* (%s, %d publishers × %d in flight, seed %d)\n", r.Run, r.Target, r.Publishers, r.InFlight, r.Seed)
+	if r.BacklogWait > time.Second || r.BacklogAtStart > 0 {
+		fmt.Fprintf(&b, "backlog      waited %s for earlier events to be applied; %d still pending at start\n",
+			r.BacklogWait.Round(time.Second), r.BacklogAtStart)
+	}
 	if r.Rate > 0 {
 		fmt.Fprintf(&b, "target       %.0f events/s\n", r.Rate)
 	} else {
@@ -760,6 +771,10 @@ func RunEvents(ctx context.Context, cfg EventsConfig) (EventsReport, error) {
 	}
 	dlqBefore := dlqCount(ctx, jss[0])
 
+	// An earlier run's events still waiting to be applied would be applied
+	// first and count against this run: wait for the consumer to catch up.
+	backlog, waited := waitConsumerIdle(ctx, jss[0], cfg.Wait, cfg.Progress)
+
 	now := time.Now()
 	u, err := st.BenchUniverse(ctx, now, cfg.OpenShifts)
 	if err != nil {
@@ -772,7 +787,7 @@ func RunEvents(ctx context.Context, cfg EventsConfig) (EventsReport, error) {
 	run := fmt.Sprintf("bench-%s%04x-", now.UTC().Format("060102150405"), rand.N(0x10000))
 	rep := EventsReport{
 		Run: run, Target: cfg.NATSURL, Publishers: cfg.Publishers, InFlight: cfg.InFlight,
-		Rate: cfg.Rate, Seed: cfg.Seed,
+		Rate: cfg.Rate, Seed: cfg.Seed, BacklogAtStart: backlog, BacklogWait: waited,
 	}
 	progress(cfg.Progress, "bench events: %d facilities, %d workers, %d documents, %d open shifts loaded; publishing %s",
 		len(u.Facilities), len(u.Workers), len(u.DocumentIDs), len(u.OpenShifts), run)
@@ -875,7 +890,7 @@ func connectPublishers(cfg EventsConfig) ([]*nats.Conn, []jetstream.JetStream, e
 		jss   []jetstream.JetStream
 	)
 	for i := range cfg.Publishers {
-		nc, err := nats.Connect(cfg.NATSURL, nats.Name("shiftcast-bench-events-"+strconv.Itoa(i)))
+		nc, err := nats.Connect(cfg.NATSURL, append(slices.Clone(cfg.NATSOptions), nats.Name("shiftcast-bench-events-"+strconv.Itoa(i)))...)
 		if err != nil {
 			for _, c := range conns {
 				c.Close()
@@ -895,6 +910,35 @@ func connectPublishers(cfg EventsConfig) ([]*nats.Conn, []jetstream.JetStream, e
 		conns, jss = append(conns, nc), append(jss, js)
 	}
 	return conns, jss, nil
+}
+
+// waitConsumerIdle waits, up to limit, until shiftcast's durable consumer
+// has nothing pending or unacknowledged, and returns what was still pending
+// and how long it waited. A consumer it cannot read counts as idle.
+func waitConsumerIdle(ctx context.Context, js jetstream.JetStream, limit time.Duration, w io.Writer) (int64, time.Duration) {
+	start := time.Now()
+	lastReport := start
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		var pending int64
+		if c, err := js.Consumer(cctx, consumers.StreamMarketplace, consumers.DurableName); err == nil {
+			if info, err := c.Info(cctx); err == nil {
+				pending = int64(info.NumPending) + int64(info.NumAckPending)
+			}
+		}
+		cancel()
+		if pending == 0 || time.Since(start) >= limit || ctx.Err() != nil {
+			return pending, time.Since(start)
+		}
+		if time.Since(lastReport) >= 5*time.Second {
+			progress(w, "bench events: waiting for %d earlier events to be applied first", pending)
+			lastReport = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // dlqCount returns the dead-letter stream's message count, 0 when unknown.

@@ -287,7 +287,7 @@ func TestReceiverCountsDistinctAndRepeats(t *testing.T) {
 	created := time.Now().UTC().Truncate(time.Microsecond)
 	n := func(id string, at time.Time) domain.Notification {
 		return domain.Notification{ID: id, Type: domain.NotificationTypeShiftsAvailable, WorkerID: 7, Count: 1,
-			Shifts: []domain.NotificationShift{{ID: 1, FacilityID: 2, Profession: domain.CNA, Start: at.Add(time.Hour), End: at.Add(9 * time.Hour)}},
+			Shifts:    []domain.NotificationShift{{ID: 1, FacilityID: 2, Profession: domain.CNA, Start: at.Add(time.Hour), End: at.Add(9 * time.Hour)}},
 			CreatedAt: at}
 	}
 	require.NoError(t, hook.Deliver(ctx, n("a", created)))

@@ -72,22 +72,37 @@ for _ in $(seq 1 100); do curl -fs http://127.0.0.1:8081/readyz >/dev/null && br
 curl -fs http://127.0.0.1:8081/readyz >/dev/null || { echo "serve is not ready"; tail -20 "$DIR/serve.log"; exit 1; }
 echo "serve: ${serve_args[*]/$SECRET/whsec_…} (log: $DIR/serve.log)"
 
-# CPU seconds (user + system) of serve, of PostgreSQL (every postgres
-# process) and of dev (the embedded NATS server), to see where time goes.
+# CPU seconds (user + system) of serve, of PostgreSQL (the postmaster with
+# its exited children, plus its live ones) and of dev (the embedded NATS
+# server), to see where time goes.
 ticks=$(getconf CLK_TCK)
-cpu_of() { [ $# -gt 0 ] || { echo 0; return; }; awk '{ s += $14 + $15 } END { print s + 0 }' "$@" 2>/dev/null || echo 0; }
-cpu_snapshot() {
-  local pg
-  pg=$(for f in /proc/[0-9]*/stat; do
-         [ "$(cut -d' ' -f2 "$f" 2>/dev/null)" = "(postgres)" ] && echo "$f"
-       done)
-  # shellcheck disable=SC2086
-  echo "$(cpu_of /proc/$serve/stat) $(cpu_of $pg) $(cpu_of /proc/$dev/stat)"
+pg_ticks() {
+  local pm f line total=0
+  pm=$(head -1 "$DIR/pg/postmaster.pid")
+  for f in /proc/[0-9]*/stat; do
+    { read -r line <"$f"; } 2>/dev/null || continue # it may have just exited
+    # shellcheck disable=SC2086
+    set -- ${line##*) } # $2 ppid, $12 utime, $13 stime, $14 cutime, $15 cstime
+    if [ "$f" = "/proc/$pm/stat" ]; then
+      total=$((total + ${12} + ${13} + ${14} + ${15}))
+    elif [ "$2" = "$pm" ]; then
+      total=$((total + ${12} + ${13}))
+    fi
+  done
+  echo "$total"
 }
+proc_ticks() {
+  local line
+  { read -r line <"/proc/$1/stat"; } 2>/dev/null || { echo 0; return; }
+  # shellcheck disable=SC2086
+  set -- ${line##*) }
+  echo $((${12} + ${13}))
+}
+cpu_snapshot() { echo "$(proc_ticks "$serve") $(pg_ticks) $(proc_ticks "$dev") $(date +%s.%N)"; }
 cpu_report() { # before after
-  read -r s0 p0 n0 <<<"$1"; read -r s1 p1 n1 <<<"$2"
-  awk -v t="$ticks" -v s=$((s1 - s0)) -v p=$((p1 - p0)) -v n=$((n1 - n0)) \
-    'BEGIN { printf "cpu          serve %.1fs, postgres %.1fs, nats (dev) %.1fs\n", s/t, p/t, n/t }'
+  read -r s0 p0 n0 t0 <<<"$1"; read -r s1 p1 n1 t1 <<<"$2"
+  awk -v t="$ticks" -v s=$((s1 - s0)) -v p=$((p1 - p0)) -v n=$((n1 - n0)) -v t0="$t0" -v t1="$t1" -v c="$(nproc)" \
+    'BEGIN { w = t1 - t0; printf "cpu          over %.0fs: serve %.1fs, postgres %.1fs, nats (dev) %.1fs (%.0f%% of %d cores)\n", w, s/t, p/t, n/t, 100*(s+p+n)/t/w/c, c }'
 }
 
 # Lets the fan-out and digest backlog a run left behind drain before the next

@@ -139,6 +139,11 @@ func runBenchEvents(ctx context.Context, args []string, getenv func(string) stri
 		return err
 	}
 	cfg.NATSURL, cfg.DatabaseURL = c.natsURL, c.databaseURL
+	natsOpts, err := c.natsOptions()
+	if err != nil {
+		return err
+	}
+	cfg.NATSOptions = natsOpts
 	if !quiet {
 		cfg.Progress = os.Stderr
 	}
@@ -192,6 +197,11 @@ func runBenchDeliveries(ctx context.Context, args []string, getenv func(string) 
 		return err
 	}
 	cfg.NATSURL, cfg.DatabaseURL = c.natsURL, c.databaseURL
+	natsOpts, err := c.natsOptions()
+	if err != nil {
+		return err
+	}
+	cfg.NATSOptions = natsOpts
 	if cfg.Secret == "" {
 		return fmt.Errorf("%w: --webhook-secret is required (serve's secret)", errUsage)
 	}
