@@ -121,7 +121,10 @@ func (c *EventsConfig) defaults() {
 		c.AckWait = 30 * time.Second
 	}
 	if c.RetryBase <= 0 {
-		c.RetryBase = 500 * time.Millisecond
+		// Most retries are events that arrived before the one they depend
+		// on, a few milliseconds apart: retry soon, well inside a digest's
+		// grace period, so the window's digests see them applied.
+		c.RetryBase = 100 * time.Millisecond
 	}
 	if c.RetryMax <= 0 {
 		c.RetryMax = time.Minute

@@ -65,7 +65,8 @@ func TestDuplicates_BeyondWindow(t *testing.T) {
 func TestOutOfOrder_ClaimBeforeCreate(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
-	events := e.serve("--jobs=false")
+	// Retries at 0.5 s, 1 s, 2 s...: the waits below key on the 2 s one.
+	events := e.serve("--jobs=false", "--event-retry", "500ms")
 	e.play("out_of_order_claim_1_world.jsonl")
 	e.settleEvents()
 
@@ -91,7 +92,8 @@ func TestOutOfOrder_ClaimBeforeCreate(t *testing.T) {
 func TestOutOfOrder_StaleRedeliveryIgnored(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
-	events := e.serve("--jobs=false")
+	// Retries at 0.5 s, 1 s, 2 s...: the waits below key on the 2 s one.
+	events := e.serve("--jobs=false", "--event-retry", "500ms")
 	e.play("out_of_order_document_1_world.jsonl")
 	e.settleEvents()
 

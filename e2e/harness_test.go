@@ -252,7 +252,7 @@ func (e *env) serve(args ...string) *proc {
 	require.NoError(e.t, err)
 	all := append([]string{"serve", "--http-addr", fmt.Sprintf("127.0.0.1:%d", port),
 		"--webhook-url", e.hook.url, "--webhook-secret", secret,
-		"--digest-window", "1s", "--digest-grace", "200ms", "--delivery-retry", "100ms",
+		"--digest-window", "1s", "--digest-grace", "1s", "--delivery-retry", "100ms",
 		"--event-ack-wait", "3s", "--log-level", "debug"}, args...)
 	cmd := exec.Command(binary, all...)
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+e.dbURL, "NATS_URL="+e.natsURL)

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -109,7 +110,7 @@ type Store interface {
 	BuildDigest(ctx context.Context, workerID int64, now time.Time, k int, enqueue func(ctx context.Context, tx pgx.Tx, notificationID string) error) (*domain.Notification, error)
 	Notification(ctx context.Context, id string) (store.Delivery, error)
 	MarkChannelDelivered(ctx context.Context, id, channel string) error
-	FinishDelivery(ctx context.Context, id string, want []string, lastErr error, final bool) (string, error)
+	FinishDelivery(ctx context.Context, id string, want, delivered []string, lastErr error, final bool) (string, error)
 	Prune(ctx context.Context, now time.Time, keepEvents time.Duration) (int64, int64, error)
 }
 
@@ -181,9 +182,10 @@ func (c *Config) defaults() {
 
 // Pipeline owns the River client and turns effects into jobs.
 type Pipeline struct {
-	cfg    Config
-	client *river.Client[pgx.Tx]
-	log    *zap.Logger
+	cfg     Config
+	client  *river.Client[pgx.Tx]
+	log     *zap.Logger
+	fanouts fanoutSet
 }
 
 // New builds the River client over pool with shiftcast's workers.
@@ -251,23 +253,68 @@ func (p *Pipeline) scheduleAt(t time.Time) *river.InsertOpts {
 // and a fan-out job per (facility, profession), for the current window. It
 // has the shape of store.EnqueueFunc.
 func (p *Pipeline) Enqueue(ctx context.Context, tx pgx.Tx, eff store.Effect) error {
-	window := p.Window(p.cfg.Now())
-	opts := p.scheduleAt(p.runAt(window))
-	params := make([]river.InsertManyParams, 0, len(eff.NotifyWorkers)+len(eff.Fanouts))
-	for _, w := range eff.NotifyWorkers {
-		params = append(params, river.InsertManyParams{Args: NotifyArgs{WorkerID: w, Window: window}, InsertOpts: opts})
+	return p.EnqueueFor(p.Window(p.cfg.Now()))(ctx, tx, eff)
+}
+
+// EnqueueFor is Enqueue for a given window. Fan-outs this instance has
+// already committed for that window (see Committed) are not inserted again:
+// at high event rates most events repeat a (facility, profession) of their
+// window, and each redundant unique insert costs a statement and lock waits.
+func (p *Pipeline) EnqueueFor(window int64) store.EnqueueFunc {
+	return func(ctx context.Context, tx pgx.Tx, eff store.Effect) error {
+		opts := p.scheduleAt(p.runAt(window))
+		params := make([]river.InsertManyParams, 0, len(eff.NotifyWorkers)+len(eff.Fanouts))
+		for _, w := range eff.NotifyWorkers {
+			params = append(params, river.InsertManyParams{Args: NotifyArgs{WorkerID: w, Window: window}, InsertOpts: opts})
+		}
+		for _, f := range eff.Fanouts {
+			args := FanoutArgs{FacilityID: f.FacilityID, Profession: string(f.Profession), Window: window}
+			if p.fanouts.seen(args) {
+				continue
+			}
+			params = append(params, river.InsertManyParams{Args: args, InsertOpts: opts})
+		}
+		if len(params) == 0 {
+			return nil
+		}
+		_, err := p.client.InsertManyTx(ctx, tx, params)
+		return err
 	}
+}
+
+// Committed records that eff's jobs for window are in the database: only
+// after the commit, so a rolled-back transaction never suppresses a job.
+func (p *Pipeline) Committed(eff store.Effect, window int64) {
 	for _, f := range eff.Fanouts {
-		params = append(params, river.InsertManyParams{
-			Args:       FanoutArgs{FacilityID: f.FacilityID, Profession: string(f.Profession), Window: window},
-			InsertOpts: opts,
-		})
+		p.fanouts.add(FanoutArgs{FacilityID: f.FacilityID, Profession: string(f.Profession), Window: window})
 	}
-	if len(params) == 0 {
-		return nil
+}
+
+// fanoutSet remembers the fan-outs committed for the latest window only,
+// so it stays as small as one window's (facility, profession) pairs.
+type fanoutSet struct {
+	mu     sync.Mutex
+	window int64
+	keys   map[FanoutArgs]struct{}
+}
+
+func (s *fanoutSet) seen(a FanoutArgs) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.keys[a]
+	return ok
+}
+
+func (s *fanoutSet) add(a FanoutArgs) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a.Window < s.window {
+		return
 	}
-	_, err := p.client.InsertManyTx(ctx, tx, params)
-	return err
+	if a.Window > s.window || s.keys == nil {
+		s.window, s.keys = a.Window, map[FanoutArgs]struct{}{}
+	}
+	s.keys[a] = struct{}{}
 }
 
 var _ store.EnqueueFunc = (*Pipeline)(nil).Enqueue
@@ -352,25 +399,37 @@ func (w *deliverWorker) Work(ctx context.Context, job *river.Job[DeliverArgs]) e
 		return nil // delivered (or given up on) by an earlier attempt
 	}
 	want := slices.Sorted(maps.Keys(w.p.cfg.Channels))
-	var errs []error
+	var (
+		errs      []error
+		delivered []string
+	)
+	var todo []string
 	for _, name := range want {
-		deliverer := w.p.cfg.Channels[name]
-		if d.Delivered[name] {
-			continue // never send a channel twice because another failed
+		if !d.Delivered[name] {
+			todo = append(todo, name) // never send a channel twice because another failed
 		}
-		if err := deliverer.Deliver(ctx, d.Notification); err != nil {
+	}
+	for i, name := range todo {
+		if err := w.p.cfg.Channels[name].Deliver(ctx, d.Notification); err != nil {
 			w.p.cfg.Metrics.Delivery(name, false)
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 			continue
 		}
 		w.p.cfg.Metrics.Delivery(name, true)
-		if err := w.p.cfg.Store.MarkChannelDelivered(ctx, id, name); err != nil {
-			return err
+		if i < len(todo)-1 {
+			// Another channel is still to be tried, and may hang or crash
+			// the process: record this success now. The last success is
+			// recorded with the attempt's outcome, in one statement.
+			if err := w.p.cfg.Store.MarkChannelDelivered(ctx, id, name); err != nil {
+				return err
+			}
+			continue
 		}
+		delivered = append(delivered, name)
 	}
 	failure := errors.Join(errs...)
 	final := job.Attempt >= job.MaxAttempts
-	status, err := w.p.cfg.Store.FinishDelivery(ctx, id, want, failure, final)
+	status, err := w.p.cfg.Store.FinishDelivery(ctx, id, want, delivered, failure, final)
 	if err != nil {
 		return err
 	}

@@ -44,8 +44,8 @@ func (s *Store) FanoutWorkers(ctx context.Context, facilityID int64, profession 
 // digestSQL finds the shifts new to worker $1: eligible now, starting after
 // $2, and either at a facility the worker was not eligible for at its last
 // push or opened by a transaction that push's snapshot did not see. The
-// first branch only runs for newly eligible facilities; the second only
-// reads openings at or after the snapshot's xmin, so both stay small. It
+// first branch only runs for newly eligible facilities; the second starts
+// from openings at or after the snapshot's xmin, so both stay small. It
 // always returns one row or more: the worker's eligible facilities now (for
 // the new watermark), then the first $3 new shifts and their total count.
 const digestSQL = `
@@ -61,6 +61,17 @@ WITH st AS (
     FROM w, "Facility" fa
     LEFT JOIN shiftcast.facility_requirements fr ON fr.facility_id = fa.id
     WHERE fa.is_active AND COALESCE(fr.document_ids, '{}') <@ w.docs
+), recent AS MATERIALIZED (
+    -- Openings the last push did not see. Materialized so the plan starts
+    -- from these few rows and looks shifts up by key, instead of scanning
+    -- every open shift at the worker's facilities. Without a snapshot the
+    -- worker knows nothing and the "fresh" branch already covers all.
+    SELECT o.shift_id
+    FROM st, shiftcast.shift_openings o
+    WHERE st.snapshot IS NOT NULL
+      AND o.opened_xid >= pg_snapshot_xmin(st.snapshot)
+      AND NOT pg_visible_in_snapshot(o.opened_xid, st.snapshot)
+      AND o.start > $2
 ), fresh AS (
     SELECT ARRAY(SELECT unnest(ef.ids) EXCEPT SELECT unnest(st.facilities)) AS ids FROM ef, st
 ), cand AS (
@@ -70,12 +81,9 @@ WITH st AS (
       AND NOT s.is_deleted AND s.worker_id IS NULL AND s.start > $2
     UNION
     SELECT s.id, s.facility_id, s.start, s."end"
-    FROM w, ef, st, shiftcast.shift_openings o
+    FROM w, ef, recent o
     JOIN "Shift" s ON s.id = o.shift_id
-    WHERE (st.snapshot IS NULL OR o.opened_xid >= pg_snapshot_xmin(st.snapshot))
-      AND (st.snapshot IS NULL OR NOT pg_visible_in_snapshot(o.opened_xid, st.snapshot))
-      AND o.start > $2
-      AND s.facility_id = ANY (ef.ids) AND s.profession = w.profession
+    WHERE s.facility_id = ANY (ef.ids) AND s.profession = w.profession
       AND NOT s.is_deleted AND s.worker_id IS NULL AND s.start > $2
 )
 SELECT ef.ids, page.id, page.facility_id, page.profession, page.start, page."end", page.total
@@ -200,8 +208,9 @@ func (s *Store) Notification(ctx context.Context, id string) (Delivery, error) {
 	return d, nil
 }
 
-// MarkChannelDelivered records that channel has the notification, so a
-// retry of the other channels never sends this one again.
+// MarkChannelDelivered records at once that channel has the notification,
+// so that a crash while another channel is being tried cannot make a retry
+// send this one again.
 func (s *Store) MarkChannelDelivered(ctx context.Context, id, channel string) error {
 	col := map[string]string{ChannelWebhook: "webhook_delivered_at", ChannelNATS: "nats_delivered_at"}[channel]
 	if col == "" {
@@ -215,28 +224,40 @@ func (s *Store) MarkChannelDelivered(ctx context.Context, id, channel string) er
 	return nil
 }
 
-// FinishDelivery records an attempt: delivered when every wanted channel
-// has the notification, failed when final is set and one does not, pending
-// otherwise; lastErr is kept for operators.
-func (s *Store) FinishDelivery(ctx context.Context, id string, want []string, lastErr error, final bool) (string, error) {
+// FinishDelivery records one delivery attempt in one statement: the
+// channels that now have the notification (so a retry never sends them
+// again), the attempt count and last error, and the status: delivered when
+// every wanted channel has it, failed when final is set and one does not,
+// pending otherwise. A crash between a channel's success and this write
+// only means that channel is sent again, with the same id.
+func (s *Store) FinishDelivery(ctx context.Context, id string, want, delivered []string, lastErr error, final bool) (string, error) {
 	errText := ""
 	if lastErr != nil {
 		errText = lastErr.Error()
 	}
 	var status string
 	err := s.pool.QueryRow(ctx, `
-		UPDATE shiftcast.notifications SET
-			attempts = attempts + 1,
+		WITH n AS (
+			SELECT id,
+			       CASE WHEN $6 THEN COALESCE(webhook_delivered_at, now()) ELSE webhook_delivered_at END AS webhook_at,
+			       CASE WHEN $7 THEN COALESCE(nats_delivered_at, now()) ELSE nats_delivered_at END AS nats_at
+			FROM shiftcast.notifications WHERE id = $1
+		)
+		UPDATE shiftcast.notifications t SET
+			webhook_delivered_at = n.webhook_at,
+			nats_delivered_at = n.nats_at,
+			attempts = t.attempts + 1,
 			last_error = NULLIF($2, ''),
 			status = CASE
-				WHEN ($3 AND webhook_delivered_at IS NULL) OR ($4 AND nats_delivered_at IS NULL)
+				WHEN ($3 AND n.webhook_at IS NULL) OR ($4 AND n.nats_at IS NULL)
 				THEN CASE WHEN $5 THEN 'failed' ELSE 'pending' END
 				ELSE 'delivered' END,
 			delivered_at = CASE
-				WHEN ($3 AND webhook_delivered_at IS NULL) OR ($4 AND nats_delivered_at IS NULL) THEN NULL
+				WHEN ($3 AND n.webhook_at IS NULL) OR ($4 AND n.nats_at IS NULL) THEN NULL
 				ELSE now() END
-		WHERE id = $1
-		RETURNING status`, id, errText, contains(want, ChannelWebhook), contains(want, ChannelNATS), final).Scan(&status)
+		FROM n WHERE t.id = n.id
+		RETURNING t.status`, id, errText, contains(want, ChannelWebhook), contains(want, ChannelNATS), final,
+		contains(delivered, ChannelWebhook), contains(delivered, ChannelNATS)).Scan(&status)
 	if err != nil {
 		return "", classify("finish delivery of notification "+id, err)
 	}

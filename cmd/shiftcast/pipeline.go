@@ -38,6 +38,7 @@ type pipelineConfig struct {
 	replicas         int
 	duplicateWindow  time.Duration
 	ackWait          time.Duration
+	eventRetry       time.Duration
 	crashAfterCommit int
 }
 
@@ -60,6 +61,7 @@ func (c *pipelineConfig) register(fs *flag.FlagSet, getenv func(string) string) 
 	fs.IntVar(&c.replicas, "stream-replicas", 1, "replicas of the MARKETPLACE streams (3 on a cluster)")
 	fs.DurationVar(&c.duplicateWindow, "stream-duplicate-window", 2*time.Minute, "JetStream duplicate window of the streams")
 	fs.DurationVar(&c.ackWait, "event-ack-wait", 30*time.Second, "how long an applied-but-unacknowledged event waits before redelivery (a crashed instance's events)")
+	fs.DurationVar(&c.eventRetry, "event-retry", 100*time.Millisecond, "first retry delay of an event that could not be applied yet, doubled per delivery up to a minute")
 	fs.IntVar(&c.crashAfterCommit, "failpoint-crash-after-commit", 0, "testing only: exit the process right after the Nth event commits, before its ack")
 	return nil
 }
@@ -96,7 +98,17 @@ func (p *pipeline) Ping(context.Context) error {
 func newPipeline(cfg pipelineConfig, st *store.Store, nc *nats.Conn, m *metrics.Metrics, logger *zap.Logger) (*pipeline, error) {
 	channels := map[string]jobs.Deliverer{store.ChannelNATS: publishers.NewNATSNotifier(nc)}
 	if cfg.webhookURL != "" {
-		hook, err := publishers.NewWebhook(cfg.webhookURL, cfg.webhookSecret, &http.Client{Timeout: 10 * time.Second})
+		// One receiver, many delivery workers: keep enough idle connections
+		// for all of them (the default keeps 2 per host and churns the rest).
+		transport := http.DefaultTransport.(*http.Transport).Clone()
+		transport.MaxIdleConnsPerHost = 128
+		client := &http.Client{
+			Timeout:   10 * time.Second,
+			Transport: transport,
+			// A redirect must not turn the POST into a GET that "succeeds".
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+		hook, err := publishers.NewWebhook(cfg.webhookURL, cfg.webhookSecret, client)
 		if err != nil {
 			return nil, fmt.Errorf("%w: webhook: %w", errUsage, err)
 		}
@@ -163,14 +175,19 @@ func (p *pipeline) start(ctx context.Context, cfg pipelineConfig, st *store.Stor
 	var committed atomic.Int64
 	cons, err := consumers.NewEventConsumer(sctx, js, consumers.EventsConfig{
 		Apply: func(ctx context.Context, ev domain.Event, seq uint64) (store.Effect, error) {
-			eff, err := st.ApplyEvent(ctx, ev, seq, time.Now(), p.jobs.Enqueue)
+			now := time.Now()
+			window := p.jobs.Window(now)
+			eff, err := st.ApplyEvent(ctx, ev, seq, now, p.jobs.EnqueueFor(window))
+			if err == nil {
+				p.jobs.Committed(eff, window)
+			}
 			if err == nil && cfg.crashAfterCommit > 0 && committed.Add(1) == int64(cfg.crashAfterCommit) {
 				p.log.Warn("failpoint: crashing after commit, before ack", zap.String("event_id", ev.ID))
 				os.Exit(3)
 			}
 			return eff, err
 		},
-		Workers: cfg.consumerWorkers, MaxDeliver: cfg.maxDeliver, AckWait: cfg.ackWait,
+		Workers: cfg.consumerWorkers, MaxDeliver: cfg.maxDeliver, AckWait: cfg.ackWait, RetryBase: cfg.eventRetry,
 		OnApplied: p.metrics.EventHandled,
 		Logger:    p.log.Named("events"),
 	})
