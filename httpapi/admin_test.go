@@ -31,7 +31,9 @@ func (a *recordingAdmin) Status(context.Context) (admin.Status, error) {
 	return admin.Status{Paused: map[string]bool{"events": true}, Notifications: map[string]int64{"failed": 2}}, nil
 }
 
-func (a *recordingAdmin) Pause(_ context.Context, target string) error { return a.record("pause", target) }
+func (a *recordingAdmin) Pause(_ context.Context, target string) error {
+	return a.record("pause", target)
+}
 
 func (a *recordingAdmin) Resume(_ context.Context, target string) error {
 	return a.record("resume", target)
