@@ -109,6 +109,9 @@ func (s *Store) BuildDigest(ctx context.Context, workerID int64, now time.Time, 
 	// one worker racing make one fail to serialize; River retries it.
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
 		n = nil
+		if err := asyncCommit(ctx, tx); err != nil {
+			return err
+		}
 		rows, err := tx.Query(ctx, digestSQL, workerID, now.UTC(), k)
 		if err != nil {
 			return err
@@ -169,6 +172,17 @@ func (s *Store) BuildDigest(ctx context.Context, workerID int64, now time.Time, 
 	return n, nil
 }
 
+// asyncCommit lets a job's own transaction commit without waiting for the
+// WAL flush. It is safe for job bookkeeping because River then records the
+// job's completion in a later, synchronous commit, and the WAL is flushed in
+// order: a crash loses this transaction only together with that completion,
+// and the retried job redoes it. Event application never uses it (its ack
+// must follow a durable commit).
+func asyncCommit(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = off")
+	return err
+}
+
 // Delivery channels, as recorded on a notification.
 const (
 	ChannelWebhook = "webhook"
@@ -216,8 +230,14 @@ func (s *Store) MarkChannelDelivered(ctx context.Context, id, channel string) er
 	if col == "" {
 		return fmt.Errorf("unknown channel %q", channel)
 	}
-	_, err := s.pool.Exec(ctx, fmt.Sprintf(`
-		UPDATE shiftcast.notifications SET %[1]s = COALESCE(%[1]s, now()) WHERE id = $1`, col), id)
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := asyncCommit(ctx, tx); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, fmt.Sprintf(`
+			UPDATE shiftcast.notifications SET %[1]s = COALESCE(%[1]s, now()) WHERE id = $1`, col), id)
+		return err
+	})
 	if err != nil {
 		return classify("mark notification "+id+" delivered on "+channel, err)
 	}
@@ -236,7 +256,11 @@ func (s *Store) FinishDelivery(ctx context.Context, id string, want, delivered [
 		errText = lastErr.Error()
 	}
 	var status string
-	err := s.pool.QueryRow(ctx, `
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := asyncCommit(ctx, tx); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, `
 		WITH n AS (
 			SELECT id,
 			       CASE WHEN $6 THEN COALESCE(webhook_delivered_at, now()) ELSE webhook_delivered_at END AS webhook_at,
@@ -257,7 +281,8 @@ func (s *Store) FinishDelivery(ctx context.Context, id string, want, delivered [
 				ELSE now() END
 		FROM n WHERE t.id = n.id
 		RETURNING t.status`, id, errText, contains(want, ChannelWebhook), contains(want, ChannelNATS), final,
-		contains(delivered, ChannelWebhook), contains(delivered, ChannelNATS)).Scan(&status)
+			contains(delivered, ChannelWebhook), contains(delivered, ChannelNATS)).Scan(&status)
+	})
 	if err != nil {
 		return "", classify("finish delivery of notification "+id, err)
 	}
