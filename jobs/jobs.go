@@ -136,8 +136,12 @@ type Config struct {
 	KeepEvents time.Duration
 	// Work runs the queues; false makes an insert-only client.
 	Work bool
-	// Workers per queue when Work is set.
+	// Workers per queue when Work is set. River fetches at most a queue's
+	// free workers per fetch and waits FetchCooldown between fetches, so a
+	// queue's throughput is capped near workers / FetchCooldown (River's
+	// defaults, 100 ms, capped 20 workers at 200 jobs/s).
 	FanoutWorkers, NotifyWorkers, DeliverWorkers int
+	FetchCooldown                                time.Duration
 	Now                                          func() time.Time
 	// Metrics, when set, counts digests, announced shifts and deliveries.
 	Metrics *metrics.Metrics
@@ -170,10 +174,14 @@ func (c *Config) defaults() {
 		c.FanoutWorkers = 4
 	}
 	if c.NotifyWorkers <= 0 {
-		c.NotifyWorkers = 20
+		c.NotifyWorkers = 50
 	}
 	if c.DeliverWorkers <= 0 {
-		c.DeliverWorkers = 50
+		// Deliveries mostly wait on the receiver, not on the database.
+		c.DeliverWorkers = 100
+	}
+	if c.FetchCooldown <= 0 {
+		c.FetchCooldown = 20 * time.Millisecond
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -205,6 +213,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Pipeline, error) {
 		// default hour, so a crash delays notifications only briefly.
 		JobTimeout:           30 * time.Second,
 		RescueStuckJobsAfter: time.Minute,
+		FetchCooldown:        cfg.FetchCooldown,
 	}
 	if cfg.Work {
 		rc.Queues = map[string]river.QueueConfig{

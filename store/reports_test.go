@@ -27,7 +27,7 @@ func rollupMismatches(t *testing.T, b *testBundle) int64 {
 	return n
 }
 
-// Five years of shifts, claimed, released, deleted, moved and removed in
+// Five years and a million shifts, claimed, released, deleted, moved and removed in
 // bulk and row by row: the trigger-kept rollup always equals the direct
 // aggregate.
 func TestMonthlyReport_RollupMatchesDirectAggregate(t *testing.T) {
@@ -35,14 +35,14 @@ func TestMonthlyReport_RollupMatchesDirectAggregate(t *testing.T) {
 	b := setup(t)
 	b.exec(t, `INSERT INTO "Facility" (id, name, is_active) SELECT g, 'F' || g, true FROM generate_series(1, 20) g`)
 	b.exec(t, `INSERT INTO "Worker" (id, name, is_active, profession) SELECT g, 'W' || g, true, 'CNA' FROM generate_series(1, 200) g`)
-	// 300,000 shifts over 2021-2025, a fair coin for claimed and deleted,
+	// 1,000,000 shifts over 2021-2025, a fair coin for claimed and deleted,
 	// durations of 4, 8 or 12 hours.
 	b.exec(t, `
 		SELECT setseed(0.42);
 		INSERT INTO "Shift" (start, "end", profession, is_deleted, facility_id, worker_id)
 		SELECT s, s + (4 * (1 + (random() * 3)::int % 3)) * interval '1 hour', 'CNA', random() < 0.5,
 		       1 + (random() * 19)::int, CASE WHEN random() < 0.5 THEN 1 + (random() * 199)::int END
-		FROM (SELECT timestamp '2021-01-01' + random() * interval '1826 days' AS s FROM generate_series(1, 300000)) g`)
+		FROM (SELECT timestamp '2021-01-01' + random() * interval '1826 days' AS s FROM generate_series(1, 1000000)) g`)
 	var months int64
 	require.NoError(t, b.pool.QueryRow(context.Background(), `SELECT count(DISTINCT month) FROM shiftcast.monthly_stats`).Scan(&months))
 	require.Equal(t, int64(60), months, "five years of months")
