@@ -24,6 +24,7 @@ import (
 
 	"github.com/shiftcast/shiftcast/consumers"
 	"github.com/shiftcast/shiftcast/domain"
+	"github.com/shiftcast/shiftcast/seed"
 	"github.com/shiftcast/shiftcast/store"
 )
 
@@ -350,7 +351,7 @@ func (g *Generator) shiftCreated() Draft {
 		}
 		fi = g.r.IntN(len(g.facilities))
 	}
-	shape := shiftShapes[pickWeighted(g.r, shapeWeights)]
+	shape := shiftShapes[seed.PickWeighted(g.r, shapeWeights)]
 	midnight := g.now.Truncate(24 * time.Hour)
 	start := midnight.Add(time.Duration(g.r.IntN(horizonDays)*24+shape.starts[g.r.IntN(len(shape.starts))]) * time.Hour)
 	if !start.After(g.now.Add(time.Hour)) {
@@ -359,7 +360,7 @@ func (g *Generator) shiftCreated() Draft {
 	s := &domain.ShiftCreated{
 		ID:         g.nextShiftID,
 		FacilityID: g.facilities[fi].id,
-		Profession: domain.Professions[pickWeighted(g.r, professionMix)],
+		Profession: domain.Professions[seed.PickWeighted(g.r, professionMix)],
 		Start:      start,
 		End:        start.Add(time.Duration(shape.hours) * time.Hour),
 	}
@@ -497,7 +498,7 @@ var (
 func (g *Generator) workerCreated() Draft {
 	w := benchWorker{
 		id:     g.nextWorkerID,
-		prof:   domain.Professions[pickWeighted(g.r, professionMix)],
+		prof:   domain.Professions[seed.PickWeighted(g.r, professionMix)],
 		active: g.r.Float64() < 0.9,
 	}
 	g.nextWorkerID++
@@ -505,22 +506,6 @@ func (g *Generator) workerCreated() Draft {
 	g.cool(cooling{kind: coolNewWorker, idx: int32(len(g.workers) - 1)})
 	name := benchFirstNames[g.r.IntN(len(benchFirstNames))] + " " + benchLastNames[g.r.IntN(len(benchLastNames))]
 	return Draft{domain.TypeWorkerCreated, &domain.WorkerCreated{ID: w.id, Name: name, Profession: w.prof, IsActive: w.active}}
-}
-
-// pickWeighted returns an index drawn with the given weights.
-func pickWeighted(r *rand.Rand, weights []float64) int {
-	total := 0.0
-	for _, w := range weights {
-		total += w
-	}
-	x := r.Float64() * total
-	for i, w := range weights {
-		if x < w {
-			return i
-		}
-		x -= w
-	}
-	return len(weights) - 1
 }
 
 // EncodeEvent returns d as the structured-mode CloudEvent the marketplace

@@ -138,7 +138,7 @@ func marketplace(seed int64, now time.Time, scale float64) Dataset {
 		// Facility sizes are log-normal: a few large ones post most shifts.
 		facilityWeight[i] = math.Exp(r.NormFloat64() * 0.8)
 		docs := sampleDistinct(r, corePopularity, marketMinCore+r.IntN(marketMaxCore-marketMinCore+1))
-		for _, j := range sampleDistinct(r, specialtyPopularity, pick(r, specialtyCounts)) {
+		for _, j := range sampleDistinct(r, specialtyPopularity, PickWeighted(r, specialtyCounts)) {
 			docs = append(docs, marketCoreDocuments+j)
 		}
 		for _, doc := range docs {
@@ -151,7 +151,7 @@ func marketplace(seed int64, now time.Time, scale float64) Dataset {
 	active := make([][]int64, len(domain.Professions)) // active worker ids per profession
 	for i := range nWorkers {
 		id := int64(i + 1)
-		p := pick(r, professionMix)
+		p := PickWeighted(r, professionMix)
 		w := domain.Worker{
 			ID:         id,
 			Name:       firstNames[r.IntN(len(firstNames))] + " " + lastNames[r.IntN(len(lastNames))],
@@ -186,14 +186,14 @@ func marketShiftsSeq(seed int64, now time.Time, n int, facilityCum []float64, ac
 	return func(yield func(domain.Shift) bool) {
 		r := newRand(seed, streamMarketShifts)
 		for i := range n {
-			shape := marketShiftShapes[pick(r, shapeWeights)]
+			shape := marketShiftShapes[PickWeighted(r, shapeWeights)]
 			start := midnight.Add(time.Duration(r.IntN(marketDays)*24+shape.starts[r.IntN(len(shape.starts))]) * time.Hour)
 			if !start.After(now) {
 				// Keep the window (now, now + 28 days]: today's past
 				// slots move to four weeks ahead.
 				start = start.Add(marketDays * 24 * time.Hour)
 			}
-			p := pick(r, professionMix)
+			p := PickWeighted(r, professionMix)
 			s := domain.Shift{
 				ID:         int64(i + 1),
 				FacilityID: int64(searchCum(facilityCum, r.Float64())) + 1,
@@ -212,8 +212,9 @@ func marketShiftsSeq(seed int64, now time.Time, n int, facilityCum []float64, ac
 	}
 }
 
-// pick returns an index drawn with the given weights.
-func pick(r *rand.Rand, weights []float64) int {
+// PickWeighted returns an index drawn with the given weights (any
+// non-negative scale); the generators of seed and bench share it.
+func PickWeighted(r *rand.Rand, weights []float64) int {
 	total := 0.0
 	for _, w := range weights {
 		total += w
@@ -241,7 +242,7 @@ func sampleDistinct(r *rand.Rand, weights []float64, k int) []int {
 	k = min(k, len(w))
 	out := make([]int, 0, k)
 	for range k {
-		i := pick(r, w)
+		i := PickWeighted(r, w)
 		out = append(out, i)
 		w[i] = 0
 	}
