@@ -258,16 +258,12 @@ func (p *Pipeline) scheduleAt(t time.Time) *river.InsertOpts {
 	return &river.InsertOpts{ScheduledAt: t}
 }
 
-// Enqueue inserts, in tx, the jobs that carry eff: a notify job per worker
-// and a fan-out job per (facility, profession), for the current window. It
-// has the shape of store.EnqueueFunc.
-func (p *Pipeline) Enqueue(ctx context.Context, tx pgx.Tx, eff store.Effect) error {
-	return p.EnqueueFor(p.Window(p.cfg.Now()))(ctx, tx, eff)
-}
-
-// EnqueueFor is Enqueue for a given window. Fan-outs this instance has
-// already committed for that window (see Committed) are not inserted again:
-// at high event rates most events repeat a (facility, profession) of their
+// EnqueueFor returns the store.EnqueueFunc that inserts, in the apply
+// transaction, the jobs carrying an effect for the given window: a notify
+// job per worker and a fan-out job per (facility, profession). The caller
+// picks the window once, so Committed records the same one. Fan-outs this
+// instance has already committed for that window are not inserted again: at
+// high event rates most events repeat a (facility, profession) of their
 // window, and each redundant unique insert costs a statement and lock waits.
 func (p *Pipeline) EnqueueFor(window int64) store.EnqueueFunc {
 	return func(ctx context.Context, tx pgx.Tx, eff store.Effect) error {
@@ -325,8 +321,6 @@ func (s *fanoutSet) add(a FanoutArgs) {
 	}
 	s.keys[a] = struct{}{}
 }
-
-var _ store.EnqueueFunc = (*Pipeline)(nil).Enqueue
 
 type fanoutWorker struct {
 	river.WorkerDefaults[FanoutArgs]

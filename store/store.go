@@ -46,9 +46,6 @@ func Open(ctx context.Context, databaseURL string, cfg Config) (*Store, error) {
 	return &Store{pool: pool}, nil
 }
 
-// New wraps an existing pool, for callers (River, tests) that share it.
-func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
-
 // Pool returns the underlying pool, for River's driver.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
