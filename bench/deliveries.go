@@ -148,8 +148,9 @@ func (rc *Receiver) Receipts(since time.Time) []Receipt {
 }
 
 // Listen serves the receiver on addr (host:port) until stop is called.
-func (rc *Receiver) Listen(addr string) (stop func(context.Context) error, err error) {
-	ln, err := net.Listen("tcp", addr)
+func (rc *Receiver) Listen(ctx context.Context, addr string) (stop func(context.Context) error, err error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("bench: webhook receiver: %w", err)
 	}
@@ -281,7 +282,7 @@ func RunDeliveries(ctx context.Context, cfg DeliveriesConfig) (DeliveriesReport,
 	if err != nil {
 		return DeliveriesReport{}, fmt.Errorf("bench deliveries: --webhook-secret: %w", err)
 	}
-	stop, err := rc.Listen(cfg.Listen)
+	stop, err := rc.Listen(ctx, cfg.Listen)
 	if err != nil {
 		return DeliveriesReport{}, err
 	}

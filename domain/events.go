@@ -278,7 +278,7 @@ func parseTime(name string, raw json.RawMessage) (time.Time, error) {
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("%s must be an RFC 3339 time string, got %s: %v", name, raw, err)
+		return time.Time{}, fmt.Errorf("%s must be an RFC 3339 time string, got %s: %w", name, raw, err)
 	}
 	t = t.UTC()
 	if y := t.Year(); y < 0 || y > 9999 {

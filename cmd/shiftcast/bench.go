@@ -152,7 +152,7 @@ func runBenchEvents(ctx context.Context, args []string, getenv func(string) stri
 		if err != nil {
 			return fmt.Errorf("%w: --webhook-secret: %w", errUsage, err)
 		}
-		stop, err := rc.Listen(listen)
+		stop, err := rc.Listen(ctx, listen)
 		if err != nil {
 			return err
 		}

@@ -120,7 +120,7 @@ func startServe(ctx context.Context, cfg serveConfig, logger *zap.Logger) (*serv
 	}
 
 	nlog := logger.Named("nats")
-	natsOpts, err := cfg.common.natsOptions()
+	natsOpts, err := cfg.natsOptions()
 	if err != nil {
 		app.closeQuiet()
 		return nil, err
