@@ -123,6 +123,17 @@ func Eligible(w Worker, s Shift, f Facility) bool {
 		s.Profession == w.Profession && len(MissingDocuments(f.RequiredDocumentIDs, w.DocumentIDs)) == 0
 }
 
+// HoldsAll reports whether held contains every id in required: rule 5 for
+// one facility. Either may contain repeats.
+func HoldsAll(held, required []int64) bool {
+	for _, id := range required {
+		if !slices.Contains(held, id) {
+			return false
+		}
+	}
+	return true
+}
+
 // MissingDocuments returns the ids in required that are not in held, sorted
 // and without repeats. Both inputs may contain repeats.
 func MissingDocuments(required, held []int64) []int64 {

@@ -98,11 +98,13 @@ func TestMissingDocuments(t *testing.T) {
 		{"all held", []int64{1, 2}, []int64{2, 1}, nil},
 		{"duplicates on both sides", []int64{3, 3, 1}, []int64{1, 1}, []int64{3}},
 		{"sorted output", []int64{9, 2, 5}, nil, []int64{2, 5, 9}},
+		{"one missing among held", []int64{1, 4}, []int64{1, 2, 3}, []int64{4}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			require.Equal(t, tt.want, domain.MissingDocuments(tt.required, tt.held))
+			require.Equal(t, len(tt.want) == 0, domain.HoldsAll(tt.held, tt.required), "HoldsAll agrees")
 		})
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -312,6 +313,13 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 // URL returns a connection URL for the postgres superuser and database.
 func (c *Cluster) URL() string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", c.port)
+}
+
+// SocketURL is URL over the server's unix socket: for clients on the same
+// host it skips the TCP loopback stack, which measured a few percent of the
+// query path's throughput on a 2-core machine.
+func (c *Cluster) SocketURL() string {
+	return fmt.Sprintf("postgres://postgres@/postgres?host=%s&port=%d", url.QueryEscape(c.socketDir), c.port)
 }
 
 // Port returns the TCP port the server listens on.

@@ -57,6 +57,9 @@ grep -q "Press Ctrl-C" "$DIR/dev.log" || { cat "$DIR/dev.log"; exit 1; }
 echo "== machine"; nproc; grep -m1 "model name" /proc/cpuinfo || true; free -g | head -2
 postgres --version 2>/dev/null || true
 
+# serve reaches PostgreSQL over its unix socket, as a same-host deployment
+# would (dev prints that URL); the tools below keep TCP.
+SERVE_PG=$(sed -n 's/.*faster: DATABASE_URL=\(.*\))$/\1/p' "$DIR/dev.log")
 export DATABASE_URL="$PG" NATS_URL="$NATS"
 psql -qtA "$PG" -c "SELECT 'dataset: ' || (SELECT count(*) FROM \"Facility\") || ' facilities, ' ||
   (SELECT count(*) FROM \"Worker\") || ' workers, ' || (SELECT count(*) FROM \"Shift\") || ' shifts, ' ||
@@ -65,7 +68,7 @@ psql -qtA "$PG" -c "SELECT 'dataset: ' || (SELECT count(*) FROM \"Facility\") ||
 serve_args=(--http-addr 127.0.0.1:8081 --webhook-url "http://$HOOK" --webhook-secret "$SECRET"
   --digest-window 5s --log-level warn)
 [ -n "$DEBUG_ADDR" ] && serve_args+=(--debug-addr "$DEBUG_ADDR")
-"$BIN" serve "${serve_args[@]}" >"$DIR/serve.log" 2>&1 &
+DATABASE_URL="${SERVE_PG:-$DATABASE_URL}" "$BIN" serve "${serve_args[@]}" >"$DIR/serve.log" 2>&1 &
 serve=$!
 pids+=($serve)
 for _ in $(seq 1 100); do curl -fs http://127.0.0.1:8081/readyz >/dev/null && break; sleep 0.2; done

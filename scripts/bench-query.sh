@@ -42,8 +42,11 @@ if ! psql -qtA "$PG/postgres" -c "SELECT 1 FROM pg_database WHERE datname = 'bas
 fi
 psql -qtA "$PG/baseline" -c "SELECT 'baseline indexes: ' || string_agg(indexname, ', ') FROM pg_indexes WHERE schemaname = 'public'"
 
+# serve reaches PostgreSQL over its unix socket, as a same-host deployment
+# would (dev prints that URL); the tools below keep TCP.
+SERVE_PG=$(sed -n 's/.*faster: DATABASE_URL=\(.*\))$/\1/p' "$DIR/dev.log")
 export DATABASE_URL="$PG/postgres" NATS_URL=nats://127.0.0.1:4222
-"$BIN" serve --http-addr 127.0.0.1:8080 --log-level warn >"$DIR/serve.log" 2>&1 &
+DATABASE_URL="${SERVE_PG:-$DATABASE_URL}" "$BIN" serve --http-addr 127.0.0.1:8080 --log-level warn >"$DIR/serve.log" 2>&1 &
 serve=$!
 pids+=($serve)
 for _ in $(seq 1 50); do curl -fs http://127.0.0.1:8080/readyz >/dev/null && break; sleep 0.2; done

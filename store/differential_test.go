@@ -187,9 +187,23 @@ func (d dataset) load(t testing.TB, b *testBundle) {
 
 // mutate exercises the triggers' delete and update paths: it removes one
 // requirement row and one held-document row, and moves another held row to
-// a different document, in the database and in the dataset alike.
+// a different document, in the database and in the dataset alike. It also
+// flips a facility's and a worker's is_active and changes a worker's
+// profession: everything the query path's facility cache must notice.
 func (d *dataset) mutate(t testing.TB, b *testBundle, r *rand.Rand) {
 	t.Helper()
+	if i := r.IntN(len(d.facilities)); r.IntN(2) == 0 {
+		d.facilities[i].active = !d.facilities[i].active
+		b.exec(t, `UPDATE "Facility" SET is_active = $2 WHERE id = $1`, d.facilities[i].id, d.facilities[i].active)
+	}
+	if i := r.IntN(len(d.workers)); r.IntN(2) == 0 {
+		d.workers[i].active = !d.workers[i].active
+		b.exec(t, `UPDATE "Worker" SET is_active = $2 WHERE id = $1`, d.workers[i].id, d.workers[i].active)
+	}
+	if i := r.IntN(len(d.workers)); r.IntN(2) == 0 {
+		d.workers[i].profession = professions[r.IntN(3)]
+		b.exec(t, `UPDATE "Worker" SET profession = $2 WHERE id = $1`, d.workers[i].id, d.workers[i].profession)
+	}
 	if len(d.reqs) > 0 {
 		i := r.IntN(len(d.reqs))
 		b.exec(t, `DELETE FROM "FacilityRequirement" WHERE id = $1`, i+1)
@@ -220,10 +234,13 @@ func TestStore_Differential(t *testing.T) {
 				r := rand.New(rand.NewPCG(seed, 0x5eed))
 				d := randomDataset(r)
 				d.load(t, b)
+				checkDataset(t, svc, d, r, seed)
+				// Again after a change, with the query path's facility
+				// cache warm from the first check.
 				if r.IntN(2) == 0 {
 					d.mutate(t, b, r)
+					checkDataset(t, svc, d, r, seed)
 				}
-				checkDataset(t, svc, d, r, seed)
 			}
 		})
 	}

@@ -30,8 +30,13 @@ var (
 // shift_open_profession_start in (start, id) order, so a page costs a
 // bounded index-only range scan however large "Shift" is. This shape (no
 // CTEs, no aggregate node) measured 13% more queries/s than the CTE form.
+//
+// The last three columns are what facilityCache needs to skip the initplan
+// next time; this statement is the cache's fallback and refresh.
 const eligibleShiftsSQL = `
-SELECT s.id, s.facility_id, w.profession::text, s.start, s."end"
+SELECT s.id, s.facility_id, s.start, s."end",
+       w.profession::text, w.is_active, COALESCE(wd.document_ids, '{}'),
+       (SELECT version FROM shiftcast.facility_version)
 FROM "Worker" w
 LEFT JOIN shiftcast.worker_documents wd ON wd.worker_id = w.id
 LEFT JOIN LATERAL (
@@ -53,6 +58,30 @@ LEFT JOIN LATERAL (
 ) s ON w.is_active
 WHERE w.id = $1`
 
+// eligibleShiftsCachedSQL is the hot path: the same page, with the worker's
+// eligible facilities ($9) taken from facilityCache. Its one-time filters
+// (initplans, run once per statement) re-read in the statement's snapshot
+// what the entry was computed from: the worker active with profession $10,
+// holding exactly documents $8, and facility version $7. If anything
+// changed, or the worker is gone, it returns no row and the caller falls
+// back to eligibleShiftsSQL. Initplans rather than joins: this shape
+// measured 45% more statements/s than eligibleShiftsSQL in pgbench.
+const eligibleShiftsCachedSQL = `
+SELECT s.id, s.facility_id, s.start, s."end"
+FROM "Shift" s
+WHERE s.profession = (SELECT w.profession FROM "Worker" w
+                      WHERE w.id = $1 AND w.is_active AND w.profession::text = $10::text)
+  AND (SELECT version FROM shiftcast.facility_version) = $7::bigint
+  AND COALESCE((SELECT wd.document_ids FROM shiftcast.worker_documents wd WHERE wd.worker_id = $1), '{}') = $8::integer[]
+  AND NOT s.is_deleted
+  AND s.worker_id IS NULL
+  AND s.facility_id = ANY ($9::integer[])
+  AND (s.start, s.id) > ($2::timestamp, $3::integer)
+  AND s.start >= $4::timestamp
+  AND s.start < $5::timestamp
+ORDER BY s.start, s.id
+LIMIT $6`
+
 // EligibleShifts returns up to q.Limit open shifts worker q.WorkerID can
 // take, in (start, id) order. An unknown worker is ENOTFOUND; an inactive
 // one gets an empty page.
@@ -70,38 +99,104 @@ func (s *Store) EligibleShifts(ctx context.Context, q domain.ShiftsQuery) (domai
 	if q.To != nil {
 		to = q.To.UTC()
 	}
+	what := fmt.Sprintf("eligible shifts of worker %d", q.WorkerID)
+	// An empty page is not trusted from the hot statement: it also means
+	// "the entry is stale", and only the full statement tells 404, inactive
+	// and nothing-open apart.
+	if e, ok := s.facilities.get(q.WorkerID); ok && e.active {
+		rows, err := s.pool.Query(ctx, eligibleShiftsCachedSQL, q.WorkerID, afterStart, afterID, from, to, q.Limit+1,
+			e.version, e.documents, e.facilities, e.profession)
+		if err != nil {
+			return domain.ShiftsPage{}, classify(what, err)
+		}
+		page, err := scanShifts(rows, q.Limit, internProfession(e.profession), nil)
+		if err != nil {
+			return domain.ShiftsPage{}, classify(what, err)
+		}
+		if len(page.Shifts) > 0 {
+			s.facilities.hits.Add(1)
+			return page, nil
+		}
+	}
+	s.facilities.misses.Add(1)
 	rows, err := s.pool.Query(ctx, eligibleShiftsSQL, q.WorkerID, afterStart, afterID, from, to, q.Limit+1)
 	if err != nil {
-		return domain.ShiftsPage{}, classify(fmt.Sprintf("eligible shifts of worker %d", q.WorkerID), err)
+		return domain.ShiftsPage{}, classify(what, err)
 	}
-	page := domain.ShiftsPage{Shifts: make([]domain.Shift, 0, min(q.Limit+1, 64))}
-	found := false
+	var st workerState
+	page, err := scanShifts(rows, q.Limit, "", &st)
+	if err != nil {
+		return domain.ShiftsPage{}, classify(what, err)
+	}
+	if !st.found {
+		return domain.ShiftsPage{}, domain.Errorf(domain.ENOTFOUND, "worker %d not found", q.WorkerID)
+	}
+	s.rememberWorker(ctx, q.WorkerID, st)
+	return page, nil
+}
+
+// workerState is what eligibleShiftsSQL reports about the worker besides the
+// page.
+type workerState struct {
+	found      bool
+	active     bool
+	profession string
+	documents  []int64
+	version    int64
+}
+
+// rememberWorker refreshes the worker's facilityCache entry, loading the
+// facility map first when it is older than what the statement saw. A
+// failure only costs the cache, never the answer already read.
+func (s *Store) rememberWorker(ctx context.Context, id int64, st workerState) {
+	if s.facilities.remember(id, st.active, st.profession, st.documents, st.version) {
+		return
+	}
+	if err := s.loadFacilities(ctx); err != nil {
+		return
+	}
+	s.facilities.remember(id, st.active, st.profession, st.documents, st.version)
+}
+
+// scanShifts reads a listing into a page of at most limit shifts, setting
+// More when the statement returned the extra row. With st set, rows are
+// eligibleShiftsSQL's (the worker's state follows the shift, which is NULL
+// when there is none); otherwise eligibleShiftsCachedSQL's, all of
+// profession p.
+func scanShifts(rows pgx.Rows, limit int, p domain.Profession, st *workerState) (domain.ShiftsPage, error) {
+	page := domain.ShiftsPage{Shifts: make([]domain.Shift, 0, min(limit+1, 64))}
 	// pgtype values scan without the pointer-to-pointer plans nullable Go
 	// pointers need; on this path that was a sixth of serve's CPU.
 	var (
 		id, facilityID pgtype.Int4
-		profession     pgtype.Text
 		start, end     pgtype.Timestamp
+		dest           = []any{&id, &facilityID, &start, &end}
+		profession     pgtype.Text
+		active         pgtype.Bool
+		version        pgtype.Int8
 	)
-	_, err = pgx.ForEachRow(rows, []any{&id, &facilityID, &profession, &start, &end}, func() error {
-		found = true
+	if st != nil {
+		dest = append(dest, &profession, &active, &st.documents, &version)
+	}
+	_, err := pgx.ForEachRow(rows, dest, func() error {
+		if st != nil && !st.found {
+			st.found, st.active, st.profession, st.version = true, active.Bool, profession.String, version.Int64
+			p = internProfession(profession.String)
+		}
 		if !id.Valid {
 			return nil
 		}
 		page.Shifts = append(page.Shifts, domain.Shift{
-			ID: int64(id.Int32), FacilityID: int64(facilityID.Int32), Profession: internProfession(profession.String),
+			ID: int64(id.Int32), FacilityID: int64(facilityID.Int32), Profession: p,
 			Start: start.Time, End: end.Time,
 		})
 		return nil
 	})
 	if err != nil {
-		return domain.ShiftsPage{}, classify(fmt.Sprintf("eligible shifts of worker %d", q.WorkerID), err)
+		return domain.ShiftsPage{}, err
 	}
-	if !found {
-		return domain.ShiftsPage{}, domain.Errorf(domain.ENOTFOUND, "worker %d not found", q.WorkerID)
-	}
-	if len(page.Shifts) > q.Limit {
-		page.Shifts, page.More = page.Shifts[:q.Limit], true
+	if len(page.Shifts) > limit {
+		page.Shifts, page.More = page.Shifts[:limit], true
 	}
 	return page, nil
 }

@@ -17,13 +17,17 @@ import (
 
 // Store reads and writes shiftcast's PostgreSQL database.
 type Store struct {
-	pool *pgxpool.Pool
+	pool       *pgxpool.Pool
+	facilities *facilityCache
 }
 
 // Config tunes the pool. Zero values keep pgxpool's defaults.
 type Config struct {
 	MaxConns int32
 	MinConns int32
+	// FacilityCacheWorkers bounds how many workers' eligible-facility sets
+	// the query path keeps (see facilityCache); 0 means 65,536.
+	FacilityCacheWorkers int
 }
 
 // Open connects a pool to databaseURL. It does not wait for the database to
@@ -43,7 +47,7 @@ func Open(ctx context.Context, databaseURL string, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open pool: %w", err)
 	}
-	return &Store{pool: pool}, nil
+	return &Store{pool: pool, facilities: newFacilityCache(cfg.FacilityCacheWorkers)}, nil
 }
 
 // Pool returns the underlying pool, for River's driver.

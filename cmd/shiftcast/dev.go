@@ -64,6 +64,7 @@ everything.`, stdout)
 		return fmt.Errorf("data dir: %w", err)
 	}
 
+	socketURL := "" // the local cluster's unix-socket URL, when dev started one
 	if !explicit["database-url"] && getenv("DATABASE_URL") == "" {
 		if _, err := localpg.Find(); err != nil {
 			return fmt.Errorf("no DATABASE_URL and no local PostgreSQL server: %w", err)
@@ -86,6 +87,7 @@ everything.`, stdout)
 			}
 		}()
 		cfg.databaseURL = cluster.URL()
+		socketURL = cluster.SocketURL()
 	}
 	if !explicit["nats-url"] && getenv("NATS_URL") == "" {
 		ns, err := localnats.Start(localnats.Options{Host: "127.0.0.1", Port: natsPort, StoreDir: filepath.Join(dir, "nats"), ServerName: "shiftcast-dev"})
@@ -116,7 +118,11 @@ everything.`, stdout)
 	}
 
 	if !serve {
-		fmt.Fprintf(stdout, "\nPostgreSQL and NATS are up (no serve).\n  DATABASE_URL=%s\n  NATS_URL=%s\nPress Ctrl-C to stop.\n", cfg.databaseURL, cfg.natsURL)
+		fmt.Fprintf(stdout, "\nPostgreSQL and NATS are up (no serve).\n  DATABASE_URL=%s\n  NATS_URL=%s\n", cfg.databaseURL, cfg.natsURL)
+		if socketURL != "" {
+			fmt.Fprintf(stdout, "  (on this host, faster: DATABASE_URL=%s)\n", socketURL)
+		}
+		fmt.Fprintln(stdout, "Press Ctrl-C to stop.")
 		<-ctx.Done()
 		return nil
 	}
@@ -124,7 +130,11 @@ everything.`, stdout)
 	if cfg.adminToken == "" {
 		cfg.adminToken = "dev" // local only; a deployment sets ADMIN_TOKEN
 	}
-	app, err := startServe(ctx, cfg, logger)
+	serveCfg := cfg
+	if socketURL != "" {
+		serveCfg.databaseURL = socketURL // same host: skip TCP loopback
+	}
+	app, err := startServe(ctx, serveCfg, logger)
 	if err != nil {
 		return err
 	}
