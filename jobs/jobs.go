@@ -84,6 +84,21 @@ func (DeliverArgs) Kind() string { return "shiftcast.deliver" }
 // InsertOpts puts deliveries on their own queue.
 func (DeliverArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: QueueDeliver} }
 
+// SweepArgs hands notifications whose builder died mid-delivery (an expired
+// lease) to deliver jobs.
+type SweepArgs struct{}
+
+// Kind implements river.JobArgs.
+func (SweepArgs) Kind() string { return "shiftcast.sweep" }
+
+// InsertOpts makes at most one sweep wait at a time.
+func (SweepArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: QueueMaint, UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
+		rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
+		rivertype.JobStateRetryable, rivertype.JobStateScheduled,
+	}}}
+}
+
 // PruneArgs prunes the pipeline's bounded bookkeeping.
 type PruneArgs struct{}
 
@@ -107,7 +122,9 @@ type Deliverer interface {
 // Store is what the jobs need from persistence.
 type Store interface {
 	FanoutWorkers(ctx context.Context, facilityID int64, profession domain.Profession) ([]int64, error)
-	BuildDigest(ctx context.Context, workerID int64, now time.Time, k int, enqueue func(ctx context.Context, tx pgx.Tx, notificationID string) error) (*domain.Notification, error)
+	BuildDigest(ctx context.Context, workerID int64, now time.Time, k int, lease time.Duration, enqueue func(ctx context.Context, tx pgx.Tx, notificationID string) error) (*domain.Notification, error)
+	HandOffDelivery(ctx context.Context, id string, enqueue func(ctx context.Context, tx pgx.Tx) error) (bool, error)
+	ExpiredLeases(ctx context.Context, limit int, enqueue func(ctx context.Context, tx pgx.Tx, ids []string) error) (int, error)
 	Notification(ctx context.Context, id string) (store.Delivery, error)
 	MarkChannelDelivered(ctx context.Context, id, channel string) error
 	FinishDelivery(ctx context.Context, id string, want, delivered []string, lastErr error, final bool) (string, error)
@@ -132,6 +149,11 @@ type Config struct {
 	// doubled per attempt up to RetryMax.
 	MaxDeliveryAttempts int
 	RetryBase, RetryMax time.Duration
+	// DeliveryLease is how long the notify job that built a notification
+	// owns its first delivery attempt; past it, SweepInterval's sweep hands
+	// the notification to a deliver job. It must exceed one attempt on every
+	// channel (the webhook's timeout is 10 s).
+	DeliveryLease, SweepInterval time.Duration
 	// KeepEvents is how long applied event ids are kept for idempotency.
 	KeepEvents time.Duration
 	// Work runs the queues; false makes an insert-only client.
@@ -166,6 +188,12 @@ func (c *Config) defaults() {
 	}
 	if c.RetryMax <= 0 {
 		c.RetryMax = 10 * time.Minute
+	}
+	if c.DeliveryLease <= 0 {
+		c.DeliveryLease = time.Minute
+	}
+	if c.SweepInterval <= 0 {
+		c.SweepInterval = 15 * time.Second
 	}
 	if c.KeepEvents <= 0 {
 		c.KeepEvents = 7 * 24 * time.Hour
@@ -205,6 +233,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Pipeline, error) {
 	river.AddWorker(workers, &notifyWorker{p: p})
 	river.AddWorker(workers, &deliverWorker{p: p})
 	river.AddWorker(workers, &pruneWorker{p: p})
+	river.AddWorker(workers, &sweepWorker{p: p})
 	rc := &river.Config{
 		Logger:  slog.New(zapslog.NewHandler(cfg.Logger.Named("river").Core())),
 		Workers: workers,
@@ -225,6 +254,9 @@ func New(pool *pgxpool.Pool, cfg Config) (*Pipeline, error) {
 		rc.PeriodicJobs = []*river.PeriodicJob{
 			river.NewPeriodicJob(river.PeriodicInterval(10*time.Minute),
 				func() (river.JobArgs, *river.InsertOpts) { return PruneArgs{}, nil },
+				&river.PeriodicJobOpts{RunOnStart: true}),
+			river.NewPeriodicJob(river.PeriodicInterval(cfg.SweepInterval),
+				func() (river.JobArgs, *river.InsertOpts) { return SweepArgs{}, nil },
 				&river.PeriodicJobOpts{RunOnStart: true}),
 		}
 	}
@@ -359,21 +391,47 @@ type notifyWorker struct {
 }
 
 func (w *notifyWorker) Work(ctx context.Context, job *river.Job[NotifyArgs]) error {
-	n, err := w.p.cfg.Store.BuildDigest(ctx, job.Args.WorkerID, w.p.cfg.Now(), w.p.cfg.DigestSize,
-		func(ctx context.Context, tx pgx.Tx, id string) error {
-			_, err := w.p.client.InsertTx(ctx, tx, DeliverArgs{NotificationID: id}, &river.InsertOpts{MaxAttempts: w.p.cfg.MaxDeliveryAttempts})
-			return err
-		})
+	n, err := w.p.cfg.Store.BuildDigest(ctx, job.Args.WorkerID, w.p.cfg.Now(), w.p.cfg.DigestSize, w.p.cfg.DeliveryLease, nil)
 	if err != nil {
 		if domain.ErrorCode(err) == domain.ENOTFOUND {
 			return river.JobCancel(err) // the worker is gone: retrying cannot help
 		}
 		return err
 	}
-	if n != nil {
-		w.p.cfg.Metrics.NotificationBuilt(n.Count)
-		w.p.log.Debug("digest built", zap.Int64("job_id", job.ID), zap.Int64("worker_id", n.WorkerID),
-			zap.String("notification_id", n.ID), zap.Int("count", n.Count))
+	if n == nil {
+		return nil
+	}
+	w.p.cfg.Metrics.NotificationBuilt(n.Count)
+	fields := []zap.Field{zap.Int64("job_id", job.ID), zap.Int64("worker_id", n.WorkerID), zap.String("notification_id", n.ID)}
+	w.p.log.Debug("digest built", append(fields, zap.Int("count", n.Count))...)
+	// The first attempt happens here, on the notification just built,
+	// rather than in a deliver job of its own: one River job per
+	// notification instead of two. The digest is committed whatever
+	// happens next, so nothing below fails this job: a failed attempt hands
+	// the notification to a retrying deliver job, and if even that fails,
+	// the lease expires and the sweep does it.
+	final := w.p.cfg.MaxDeliveryAttempts <= 1
+	status, failure, err := w.p.attempt(ctx, store.Delivery{Notification: *n, Status: "pending", Delivered: map[string]bool{}}, final)
+	if err == nil && failure == nil {
+		return nil
+	}
+	if err != nil {
+		w.p.log.Warn("first delivery attempt not recorded; the lease sweep will retry it", append(fields, zap.Error(err))...)
+		return nil
+	}
+	if status != "pending" {
+		w.p.log.Error("notification delivery failed for good", append(fields, zap.Int("attempt", 1), zap.Error(failure))...)
+		return nil
+	}
+	w.p.log.Warn("notification delivery failed, will retry", append(fields, zap.Int("attempt", 1), zap.Error(failure))...)
+	if _, err := w.p.cfg.Store.HandOffDelivery(ctx, n.ID, func(ctx context.Context, tx pgx.Tx) error {
+		_, err := w.p.client.InsertTx(ctx, tx, DeliverArgs{NotificationID: n.ID}, &river.InsertOpts{
+			MaxAttempts: w.p.cfg.MaxDeliveryAttempts - 1, // the first was this one
+			ScheduledAt: time.Now().Add(w.p.cfg.RetryBase),
+		})
+		return err
+	}); err != nil {
+		w.p.log.Warn("hand off delivery; the lease sweep will retry it", append(fields, zap.Error(err))...)
 	}
 	return nil
 }
@@ -401,38 +459,7 @@ func (w *deliverWorker) Work(ctx context.Context, job *river.Job[DeliverArgs]) e
 	if d.Status != "pending" {
 		return nil // delivered (or given up on) by an earlier attempt
 	}
-	want := slices.Sorted(maps.Keys(w.p.cfg.Channels))
-	var (
-		errs      []error
-		delivered []string
-	)
-	var todo []string
-	for _, name := range want {
-		if !d.Delivered[name] {
-			todo = append(todo, name) // never send a channel twice because another failed
-		}
-	}
-	for i, name := range todo {
-		if err := w.p.cfg.Channels[name].Deliver(ctx, d.Notification); err != nil {
-			w.p.cfg.Metrics.Delivery(name, false)
-			errs = append(errs, fmt.Errorf("%s: %w", name, err))
-			continue
-		}
-		w.p.cfg.Metrics.Delivery(name, true)
-		if i < len(todo)-1 {
-			// Another channel is still to be tried, and may hang or crash
-			// the process: record this success now. The last success is
-			// recorded with the attempt's outcome, in one statement.
-			if err := w.p.cfg.Store.MarkChannelDelivered(ctx, id, name); err != nil {
-				return err
-			}
-			continue
-		}
-		delivered = append(delivered, name)
-	}
-	failure := errors.Join(errs...)
-	final := job.Attempt >= job.MaxAttempts
-	status, err := w.p.cfg.Store.FinishDelivery(ctx, id, want, delivered, failure, final)
+	status, failure, err := w.p.attempt(ctx, d, job.Attempt >= job.MaxAttempts)
 	if err != nil {
 		return err
 	}
@@ -449,6 +476,46 @@ func (w *deliverWorker) Work(ctx context.Context, job *river.Job[DeliverArgs]) e
 	return fmt.Errorf("deliver notification %s: %w", id, failure)
 }
 
+// attempt sends d on every configured channel that does not have it yet and
+// records the outcome: the notification's status, the channels' joined
+// failure (nil when all succeeded), and err when the outcome could not be
+// recorded. final marks it failed, rather than pending, if a channel fails.
+func (p *Pipeline) attempt(ctx context.Context, d store.Delivery, final bool) (status string, failure, err error) {
+	id := d.Notification.ID
+	want := slices.Sorted(maps.Keys(p.cfg.Channels))
+	var (
+		errs      []error
+		delivered []string
+		todo      []string
+	)
+	for _, name := range want {
+		if !d.Delivered[name] {
+			todo = append(todo, name) // never send a channel twice because another failed
+		}
+	}
+	for i, name := range todo {
+		if err := p.cfg.Channels[name].Deliver(ctx, d.Notification); err != nil {
+			p.cfg.Metrics.Delivery(name, false)
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			continue
+		}
+		p.cfg.Metrics.Delivery(name, true)
+		if i < len(todo)-1 {
+			// Another channel is still to be tried, and may hang or crash
+			// the process: record this success now. The last success is
+			// recorded with the attempt's outcome, in one statement.
+			if err := p.cfg.Store.MarkChannelDelivered(ctx, id, name); err != nil {
+				return "", nil, err
+			}
+			continue
+		}
+		delivered = append(delivered, name)
+	}
+	failure = errors.Join(errs...)
+	status, err = p.cfg.Store.FinishDelivery(ctx, id, want, delivered, failure, final)
+	return status, failure, err
+}
+
 type pruneWorker struct {
 	river.WorkerDefaults[PruneArgs]
 	p *Pipeline
@@ -460,5 +527,40 @@ func (w *pruneWorker) Work(ctx context.Context, job *river.Job[PruneArgs]) error
 		return err
 	}
 	w.p.log.Info("pruned", zap.Int64("job_id", job.ID), zap.Int64("shift_openings", openings), zap.Int64("applied_events", events))
+	return nil
+}
+
+type sweepWorker struct {
+	river.WorkerDefaults[SweepArgs]
+	p *Pipeline
+}
+
+// sweepBatch bounds one sweep transaction; a sweep loops until none is left.
+const sweepBatch = 1000
+
+func (w *sweepWorker) Work(ctx context.Context, job *river.Job[SweepArgs]) error {
+	total := 0
+	for {
+		n, err := w.p.cfg.Store.ExpiredLeases(ctx, sweepBatch, func(ctx context.Context, tx pgx.Tx, ids []string) error {
+			params := make([]river.InsertManyParams, len(ids))
+			for i, id := range ids {
+				params[i] = river.InsertManyParams{Args: DeliverArgs{NotificationID: id},
+					InsertOpts: &river.InsertOpts{MaxAttempts: w.p.cfg.MaxDeliveryAttempts}}
+			}
+			_, err := w.p.client.InsertManyTx(ctx, tx, params)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		total += n
+		if n < sweepBatch {
+			break
+		}
+	}
+	if total > 0 {
+		w.p.log.Warn("notifications whose first delivery was cut short handed to deliver jobs",
+			zap.Int64("job_id", job.ID), zap.Int("notifications", total))
+	}
 	return nil
 }

@@ -331,8 +331,8 @@ func opened(ctx context.Context, tx pgx.Tx, id int64, now time.Time, eff *Effect
 			SELECT id, facility_id, profession, start FROM "Shift"
 			WHERE id = $1 AND NOT is_deleted AND worker_id IS NULL
 		), o AS (
-			INSERT INTO shiftcast.shift_openings (shift_id, opened_xid, start)
-			SELECT id, pg_current_xact_id(), start FROM s
+			INSERT INTO shiftcast.shift_openings (shift_id, opened_xid, start, facility_id, profession)
+			SELECT id, pg_current_xact_id(), start, facility_id, profession FROM s
 			-- An existing row means the shift has been open all along (claims
 			-- and deletions remove it): keep its opening, or a republished
 			-- event would make the shift news again.

@@ -167,7 +167,7 @@ func (p *pipe) claim(t *testing.T, shift, worker int64) {
 func (p *pipe) buildDigest(t *testing.T, worker int64, k int) (*domain.Notification, error) {
 	t.Helper()
 	var ids []string
-	n, err := p.st.BuildDigest(bg, worker, p.now, k, func(_ context.Context, tx pgx.Tx, id string) error {
+	n, err := p.st.BuildDigest(bg, worker, p.now, k, 0, func(_ context.Context, tx pgx.Tx, id string) error {
 		require.NotNil(t, tx)
 		ids = append(ids, id)
 		return nil
@@ -573,7 +573,7 @@ func TestBuildDigest_IneligibleWorkersGetNothing(t *testing.T) {
 		require.Nil(t, p.digest(t, w), "worker %d", w)
 	}
 
-	_, err := p.st.BuildDigest(bg, 99, p.now, 100, func(context.Context, pgx.Tx, string) error { return nil })
+	_, err := p.st.BuildDigest(bg, 99, p.now, 100, 0, func(context.Context, pgx.Tx, string) error { return nil })
 	require.Error(t, err, "unknown worker")
 	require.Equal(t, domain.ENOTFOUND, domain.ErrorCode(err))
 }
@@ -1088,7 +1088,7 @@ func TestBuildDigest_ConcurrentDigestsAnnounceOnce(t *testing.T) {
 			wg.Go(func() {
 				<-start
 				var ids []string
-				n, err := p.st.BuildDigest(bg, 1, p.now, 100, func(_ context.Context, _ pgx.Tx, id string) error {
+				n, err := p.st.BuildDigest(bg, 1, p.now, 100, 0, func(_ context.Context, _ pgx.Tx, id string) error {
 					ids = append(ids, id)
 					return nil
 				})

@@ -66,9 +66,14 @@ WITH st AS (
     -- from these few rows and looks shifts up by key, instead of scanning
     -- every open shift at the worker's facilities. Without a snapshot the
     -- worker knows nothing and the "fresh" branch already covers all.
+    -- Only openings the digest may announce (the worker's profession, a
+    -- facility eligible now) are read, off the (profession, facility_id,
+    -- opened_xid) index.
     SELECT o.shift_id
-    FROM st, shiftcast.shift_openings o
+    FROM st, w, ef, shiftcast.shift_openings o
     WHERE st.snapshot IS NOT NULL
+      AND o.profession = w.profession
+      AND o.facility_id = ANY (ef.ids)
       AND o.opened_xid >= pg_snapshot_xmin(st.snapshot)
       AND NOT pg_visible_in_snapshot(o.opened_xid, st.snapshot)
       AND o.start > $2
@@ -98,11 +103,13 @@ LEFT JOIN LATERAL (
 // BuildDigest builds worker workerID's digest from current state: the
 // shifts that became available to them since their last push, at most k
 // listed (soonest first) and all counted. When there are any, it records the
-// notification and calls enqueue with its id in the same transaction, so the
-// delivery job exists exactly when the notification does. Either way it
-// moves the worker's watermark to now, so nothing is announced twice.
-// It returns nil when there is nothing new.
-func (s *Store) BuildDigest(ctx context.Context, workerID int64, now time.Time, k int, enqueue func(ctx context.Context, tx pgx.Tx, notificationID string) error) (*domain.Notification, error) {
+// notification and, if enqueue is set, calls it with the notification's id
+// in the same transaction. With lease > 0 the notification is committed
+// leased to the caller for that long (it delivers it itself; see
+// HandOffDelivery and ExpiredLeases). Either way it moves the worker's
+// watermark to now, so nothing is announced twice. It returns nil when there
+// is nothing new.
+func (s *Store) BuildDigest(ctx context.Context, workerID int64, now time.Time, k int, lease time.Duration, enqueue func(ctx context.Context, tx pgx.Tx, notificationID string) error) (*domain.Notification, error) {
 	var n *domain.Notification
 	// REPEATABLE READ: the candidates and the snapshot stored as the new
 	// watermark must be one and the same view of the data. Two digests of
@@ -159,11 +166,15 @@ func (s *Store) BuildDigest(ctx context.Context, workerID int64, now time.Time, 
 		}
 		n = &domain.Notification{Type: domain.NotificationTypeShiftsAvailable, WorkerID: workerID, Count: total, Shifts: shifts}
 		if err := tx.QueryRow(ctx, `
-			INSERT INTO shiftcast.notifications (worker_id, count, shifts) VALUES ($1, $2, $3)
-			RETURNING id::text, created_at`, workerID, total, body).Scan(&n.ID, &n.CreatedAt); err != nil {
+			INSERT INTO shiftcast.notifications (worker_id, count, shifts, lease_until)
+			VALUES ($1, $2, $3, CASE WHEN $4::bigint > 0 THEN now() + $4::bigint * interval '1 microsecond' END)
+			RETURNING id::text, created_at`, workerID, total, body, lease.Microseconds()).Scan(&n.ID, &n.CreatedAt); err != nil {
 			return err
 		}
 		n.CreatedAt = n.CreatedAt.UTC()
+		if enqueue == nil {
+			return nil
+		}
 		return enqueue(ctx, tx, n.ID)
 	})
 	if err != nil {
@@ -278,7 +289,11 @@ func (s *Store) FinishDelivery(ctx context.Context, id string, want, delivered [
 				ELSE 'delivered' END,
 			delivered_at = CASE
 				WHEN ($3 AND n.webhook_at IS NULL) OR ($4 AND n.nats_at IS NULL) THEN NULL
-				ELSE now() END
+				ELSE now() END,
+			lease_until = CASE
+				WHEN ($3 AND n.webhook_at IS NULL) OR ($4 AND n.nats_at IS NULL)
+				THEN CASE WHEN $5 THEN NULL ELSE t.lease_until END
+				ELSE NULL END
 		FROM n WHERE t.id = n.id
 		RETURNING t.status`, id, errText, contains(want, ChannelWebhook), contains(want, ChannelNATS), final,
 			contains(delivered, ChannelWebhook), contains(delivered, ChannelNATS)).Scan(&status)
@@ -287,6 +302,62 @@ func (s *Store) FinishDelivery(ctx context.Context, id string, want, delivered [
 		return "", classify("finish delivery of notification "+id, err)
 	}
 	return status, nil
+}
+
+// HandOffDelivery passes a leased notification to a retrying job: in one
+// transaction it clears the lease and calls enqueue. It does nothing, and
+// returns false, when the lease is already gone (an expired lease swept, or
+// the notification finished).
+func (s *Store) HandOffDelivery(ctx context.Context, id string, enqueue func(ctx context.Context, tx pgx.Tx) error) (bool, error) {
+	handed := false
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		handed = false
+		if err := asyncCommit(ctx, tx); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `
+			UPDATE shiftcast.notifications SET lease_until = NULL
+			WHERE id = $1 AND status = 'pending' AND lease_until IS NOT NULL`, id)
+		if err != nil || tag.RowsAffected() == 0 {
+			return err
+		}
+		handed = true
+		return enqueue(ctx, tx)
+	})
+	if err != nil {
+		return false, classify("hand off delivery of notification "+id, err)
+	}
+	return handed, nil
+}
+
+// ExpiredLeases finds up to limit pending notifications whose builder's
+// lease ran out (it died or hung mid-delivery), clears their leases and
+// calls enqueue with their ids, in one transaction. It returns how many it
+// handed over.
+func (s *Store) ExpiredLeases(ctx context.Context, limit int, enqueue func(ctx context.Context, tx pgx.Tx, ids []string) error) (int, error) {
+	var ids []string
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `
+			UPDATE shiftcast.notifications SET lease_until = NULL
+			WHERE id IN (
+				SELECT id FROM shiftcast.notifications
+				WHERE lease_until < now() AND status = 'pending'
+				ORDER BY lease_until
+				LIMIT $1
+				FOR UPDATE SKIP LOCKED)
+			RETURNING id::text`, limit)
+		if err != nil {
+			return err
+		}
+		if ids, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil || len(ids) == 0 {
+			return err
+		}
+		return enqueue(ctx, tx, ids)
+	})
+	if err != nil {
+		return 0, classify("sweep expired notification leases", err)
+	}
+	return len(ids), nil
 }
 
 func contains(list []string, v string) bool {
