@@ -121,7 +121,7 @@ type Deliverer interface {
 
 // Store is what the jobs need from persistence.
 type Store interface {
-	FanoutWorkers(ctx context.Context, facilityID int64, profession domain.Profession) ([]int64, error)
+	FanoutNotify(ctx context.Context, facilityID int64, profession domain.Profession, window int64, enqueue func(ctx context.Context, tx pgx.Tx, workerIDs []int64) error) (int, error)
 	BuildDigest(ctx context.Context, workerID int64, now time.Time, k int, lease time.Duration, enqueue func(ctx context.Context, tx pgx.Tx, notificationID string) error) (*domain.Notification, error)
 	HandOffDelivery(ctx context.Context, id string, enqueue func(ctx context.Context, tx pgx.Tx) error) (bool, error)
 	ExpiredLeases(ctx context.Context, limit int, enqueue func(ctx context.Context, tx pgx.Tx, ids []string) error) (int, error)
@@ -365,23 +365,26 @@ const insertBatch = 2000
 
 func (w *fanoutWorker) Work(ctx context.Context, job *river.Job[FanoutArgs]) error {
 	a := job.Args
-	ids, err := w.p.cfg.Store.FanoutWorkers(ctx, a.FacilityID, domain.Profession(a.Profession))
+	opts := w.p.scheduleAt(w.p.runAt(a.Window))
+	n, err := w.p.cfg.Store.FanoutNotify(ctx, a.FacilityID, domain.Profession(a.Profession), a.Window,
+		func(ctx context.Context, tx pgx.Tx, ids []int64) error {
+			for start := 0; start < len(ids); start += insertBatch {
+				batch := ids[start:min(start+insertBatch, len(ids))]
+				params := make([]river.InsertManyParams, len(batch))
+				for i, id := range batch {
+					params[i] = river.InsertManyParams{Args: NotifyArgs{WorkerID: id, Window: a.Window}, InsertOpts: opts}
+				}
+				if _, err := w.p.client.InsertManyTx(ctx, tx, params); err != nil {
+					return fmt.Errorf("insert notify jobs: %w", err)
+				}
+			}
+			return nil
+		})
 	if err != nil {
 		return err
 	}
-	opts := w.p.scheduleAt(w.p.runAt(a.Window))
-	for start := 0; start < len(ids); start += insertBatch {
-		batch := ids[start:min(start+insertBatch, len(ids))]
-		params := make([]river.InsertManyParams, len(batch))
-		for i, id := range batch {
-			params[i] = river.InsertManyParams{Args: NotifyArgs{WorkerID: id, Window: a.Window}, InsertOpts: opts}
-		}
-		if _, err := w.p.client.InsertMany(ctx, params); err != nil {
-			return fmt.Errorf("fan out facility %d %s: insert notify jobs: %w", a.FacilityID, a.Profession, err)
-		}
-	}
 	w.p.log.Debug("fanned out", zap.Int64("job_id", job.ID), zap.Int64("facility_id", a.FacilityID),
-		zap.String("profession", a.Profession), zap.Int("workers", len(ids)))
+		zap.String("profession", a.Profession), zap.Int("workers", n))
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -13,32 +14,74 @@ import (
 	"github.com/shiftcast/shiftcast/domain"
 )
 
-// FanoutWorkers returns every worker who can take open shifts of the given
-// profession at the facility: active, of that profession, holding every
-// required document. One set-based query (array containment, GIN-indexed)
-// whatever the workforce's size.
+// fanoutSQL selects every worker who can take open shifts of profession $2
+// at facility $1: active, of that profession, holding every required
+// document. One set-based query (array containment, GIN-indexed) whatever
+// the workforce's size.
+const fanoutSQL = `
+	WITH f AS (
+		SELECT COALESCE(fr.document_ids, '{}') AS req
+		FROM "Facility" fa
+		LEFT JOIN shiftcast.facility_requirements fr ON fr.facility_id = fa.id
+		WHERE fa.id = $1 AND fa.is_active
+	)
+	SELECT w.id
+	FROM f
+	JOIN "Worker" w ON w.is_active AND w.profession = $2::"Profession"
+	LEFT JOIN shiftcast.worker_documents wd ON wd.worker_id = w.id
+	WHERE f.req = '{}' OR wd.document_ids @> f.req`
+
+// FanoutWorkers returns, in id order, every worker who can take open shifts
+// of the given profession at the facility.
 func (s *Store) FanoutWorkers(ctx context.Context, facilityID int64, profession domain.Profession) ([]int64, error) {
-	rows, err := s.pool.Query(ctx, `
-		WITH f AS (
-			SELECT COALESCE(fr.document_ids, '{}') AS req
-			FROM "Facility" fa
-			LEFT JOIN shiftcast.facility_requirements fr ON fr.facility_id = fa.id
-			WHERE fa.id = $1 AND fa.is_active
-		)
-		SELECT w.id
-		FROM f
-		JOIN "Worker" w ON w.is_active AND w.profession = $2::"Profession"
-		LEFT JOIN shiftcast.worker_documents wd ON wd.worker_id = w.id
-		WHERE f.req = '{}' OR wd.document_ids @> f.req
-		ORDER BY w.id`, facilityID, string(profession))
+	what := fmt.Sprintf("fan out facility %d %s", facilityID, profession)
+	rows, err := s.pool.Query(ctx, fanoutSQL+` ORDER BY w.id`, facilityID, string(profession))
 	if err != nil {
-		return nil, classify(fmt.Sprintf("fan out facility %d %s", facilityID, profession), err)
+		return nil, classify(what, err)
 	}
 	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 	if err != nil {
-		return nil, classify(fmt.Sprintf("fan out facility %d %s", facilityID, profession), err)
+		return nil, classify(what, err)
 	}
 	return ids, nil
+}
+
+// FanoutNotify schedules the digests of FanoutWorkers(facilityID,
+// profession) for window: in one transaction it marks, in
+// shiftcast.notify_scheduled, those not yet marked for window (or a later one) and
+// calls enqueue with their ids, in id order, to insert their notify jobs.
+// Workers another fan-out of the window already scheduled are skipped, so
+// overlapping fan-outs insert each worker's job once. It returns how many
+// it scheduled.
+func (s *Store) FanoutNotify(ctx context.Context, facilityID int64, profession domain.Profession, window int64, enqueue func(ctx context.Context, tx pgx.Tx, workerIDs []int64) error) (int, error) {
+	var ids []int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := asyncCommit(ctx, tx); err != nil {
+			return err
+		}
+		// Inserting in id order keeps concurrent fan-outs of one profession
+		// from deadlocking on each other's workers. A row already at this
+		// window (or a later one) is left alone and not returned.
+		rows, err := tx.Query(ctx, `
+			WITH e AS (`+fanoutSQL+`)
+			INSERT INTO shiftcast.notify_scheduled AS ns (worker_id, notify_window)
+			SELECT id, $3 FROM e ORDER BY id
+			ON CONFLICT (worker_id) DO UPDATE SET notify_window = EXCLUDED.notify_window
+			WHERE ns.notify_window < EXCLUDED.notify_window
+			RETURNING ns.worker_id`, facilityID, string(profession), window)
+		if err != nil {
+			return err
+		}
+		if ids, err = pgx.CollectRows(rows, pgx.RowTo[int64]); err != nil || len(ids) == 0 {
+			return err
+		}
+		slices.Sort(ids)
+		return enqueue(ctx, tx, ids)
+	})
+	if err != nil {
+		return 0, classify(fmt.Sprintf("fan out facility %d %s", facilityID, profession), err)
+	}
+	return len(ids), nil
 }
 
 // digestSQL finds the shifts new to worker $1: eligible now, starting after
@@ -412,7 +455,7 @@ const baselineSQL = `
 func (s *Store) ResetPipelineState(ctx context.Context) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `
-			TRUNCATE shiftcast.applied_events, shiftcast.entity_positions, shiftcast.shift_openings;
+			TRUNCATE shiftcast.applied_events, shiftcast.entity_positions, shiftcast.shift_openings, shiftcast.notify_scheduled;
 			DELETE FROM shiftcast.worker_notify_state ns WHERE NOT EXISTS (SELECT 1 FROM "Worker" w WHERE w.id = ns.worker_id);
 			INSERT INTO shiftcast.worker_notify_state (worker_id, facilities, snapshot, notified_at)
 			`+baselineSQL+`
