@@ -34,6 +34,7 @@ type pipelineConfig struct {
 	deliveryAttempts int
 	retryBase        time.Duration
 	deliveryLease    time.Duration
+	notifyWorkers    int
 	consumerWorkers  int
 	maxDeliver       int
 	replicas         int
@@ -58,6 +59,7 @@ func (c *pipelineConfig) register(fs *flag.FlagSet, getenv func(string) string) 
 	fs.IntVar(&c.deliveryAttempts, "delivery-attempts", 10, "delivery attempts before a notification is marked failed")
 	fs.DurationVar(&c.retryBase, "delivery-retry", time.Second, "first delivery retry delay, doubled per attempt")
 	fs.DurationVar(&c.deliveryLease, "delivery-lease", time.Minute, "how long a digest's builder owns its first delivery before a sweep (every quarter of it) hands it to a deliver job: the delay after a crash mid-delivery")
+	fs.IntVar(&c.notifyWorkers, "notify-workers", 50, "digests built and first-delivered at once by this instance (River notify queue workers)")
 	fs.IntVar(&c.consumerWorkers, "event-workers", 16, "events applied at once by this instance")
 	fs.IntVar(&c.maxDeliver, "event-max-deliver", 10, "deliveries of an event that keeps failing before it is dead-lettered")
 	fs.IntVar(&c.replicas, "stream-replicas", 1, "replicas of the MARKETPLACE streams (3 on a cluster)")
@@ -121,7 +123,8 @@ func newPipeline(cfg pipelineConfig, st *store.Store, nc *nats.Conn, m *metrics.
 		Window: cfg.digestWindow, Grace: cfg.digestGrace, DigestSize: cfg.digestSize,
 		MaxDeliveryAttempts: cfg.deliveryAttempts, RetryBase: cfg.retryBase,
 		DeliveryLease: cfg.deliveryLease, SweepInterval: cfg.deliveryLease / 4,
-		Work: cfg.work, Metrics: m, Logger: logger.Named("jobs"),
+		NotifyWorkers: cfg.notifyWorkers,
+		Work:          cfg.work, Metrics: m, Logger: logger.Named("jobs"),
 	})
 	if err != nil {
 		return nil, err
