@@ -55,10 +55,7 @@ func (s *Store) FanoutWorkers(ctx context.Context, facilityID int64, profession 
 // it scheduled.
 func (s *Store) FanoutNotify(ctx context.Context, facilityID int64, profession domain.Profession, window int64, enqueue func(ctx context.Context, tx pgx.Tx, workerIDs []int64) error) (int, error) {
 	var ids []int64
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := asyncCommit(ctx, tx); err != nil {
-			return err
-		}
+	err := s.asyncTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		// Inserting in id order keeps concurrent fan-outs of one profession
 		// from deadlocking on each other's workers. A row already at this
 		// window (or a later one) is left alone and not returned.
@@ -157,11 +154,8 @@ func (s *Store) BuildDigest(ctx context.Context, workerID int64, now time.Time, 
 	// REPEATABLE READ: the candidates and the snapshot stored as the new
 	// watermark must be one and the same view of the data. Two digests of
 	// one worker racing make one fail to serialize; River retries it.
-	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
+	err := s.asyncTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
 		n = nil
-		if err := asyncCommit(ctx, tx); err != nil {
-			return err
-		}
 		rows, err := tx.Query(ctx, digestSQL, workerID, now.UTC(), k)
 		if err != nil {
 			return err
@@ -226,15 +220,20 @@ func (s *Store) BuildDigest(ctx context.Context, workerID int64, now time.Time, 
 	return n, nil
 }
 
-// asyncCommit lets a job's own transaction commit without waiting for the
+// asyncTx runs fn in a transaction that commits without waiting for the
 // WAL flush. It is safe for job bookkeeping because River then records the
 // job's completion in a later, synchronous commit, and the WAL is flushed in
 // order: a crash loses this transaction only together with that completion,
-// and the retried job redoes it. Event application never uses it (its ack
+// and the retried job redoes it (or, for a notify job's delivery, the lease
+// sweep does). Event application never uses it (its ack
 // must follow a durable commit).
-func asyncCommit(ctx context.Context, tx pgx.Tx) error {
-	_, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = off")
-	return err
+func (s *Store) asyncTx(ctx context.Context, opts pgx.TxOptions, fn func(tx pgx.Tx) error) error {
+	return pgx.BeginTxFunc(ctx, s.pool, opts, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = off"); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
 }
 
 // Delivery channels, as recorded on a notification.
@@ -284,10 +283,7 @@ func (s *Store) MarkChannelDelivered(ctx context.Context, id, channel string) er
 	if col == "" {
 		return fmt.Errorf("unknown channel %q", channel)
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := asyncCommit(ctx, tx); err != nil {
-			return err
-		}
+	err := s.asyncTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, fmt.Sprintf(`
 			UPDATE shiftcast.notifications SET %[1]s = COALESCE(%[1]s, now()) WHERE id = $1`, col), id)
 		return err
@@ -310,10 +306,7 @@ func (s *Store) FinishDelivery(ctx context.Context, id string, want, delivered [
 		errText = lastErr.Error()
 	}
 	var status string
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := asyncCommit(ctx, tx); err != nil {
-			return err
-		}
+	err := s.asyncTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		return tx.QueryRow(ctx, `
 		WITH n AS (
 			SELECT id,
@@ -353,11 +346,8 @@ func (s *Store) FinishDelivery(ctx context.Context, id string, want, delivered [
 // the notification finished).
 func (s *Store) HandOffDelivery(ctx context.Context, id string, enqueue func(ctx context.Context, tx pgx.Tx) error) (bool, error) {
 	handed := false
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.asyncTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		handed = false
-		if err := asyncCommit(ctx, tx); err != nil {
-			return err
-		}
 		tag, err := tx.Exec(ctx, `
 			UPDATE shiftcast.notifications SET lease_until = NULL
 			WHERE id = $1 AND status = 'pending' AND lease_until IS NOT NULL`, id)
