@@ -92,12 +92,7 @@ type SweepArgs struct{}
 func (SweepArgs) Kind() string { return "shiftcast.sweep" }
 
 // InsertOpts makes at most one sweep wait at a time.
-func (SweepArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: QueueMaint, UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
-		rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
-		rivertype.JobStateRetryable, rivertype.JobStateScheduled,
-	}}}
-}
+func (SweepArgs) InsertOpts() river.InsertOpts { return maintenanceOpts() }
 
 // PruneArgs prunes the pipeline's bounded bookkeeping.
 type PruneArgs struct{}
@@ -106,7 +101,11 @@ type PruneArgs struct{}
 func (PruneArgs) Kind() string { return "shiftcast.prune" }
 
 // InsertOpts makes at most one prune job wait at a time.
-func (PruneArgs) InsertOpts() river.InsertOpts {
+func (PruneArgs) InsertOpts() river.InsertOpts { return maintenanceOpts() }
+
+// maintenanceOpts puts a periodic job on the maintenance queue, unique while
+// it waits or runs, so a slow run never piles up copies behind it.
+func maintenanceOpts() river.InsertOpts {
 	return river.InsertOpts{Queue: QueueMaint, UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
 		rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
 		rivertype.JobStateRetryable, rivertype.JobStateScheduled,
@@ -150,10 +149,10 @@ type Config struct {
 	MaxDeliveryAttempts int
 	RetryBase, RetryMax time.Duration
 	// DeliveryLease is how long the notify job that built a notification
-	// owns its first delivery attempt; past it, SweepInterval's sweep hands
-	// the notification to a deliver job. It must exceed one attempt on every
-	// channel (the webhook's timeout is 10 s).
-	DeliveryLease, SweepInterval time.Duration
+	// owns its first delivery attempt; past it, a sweep (every quarter of
+	// the lease) hands the notification to a deliver job. It must exceed one
+	// attempt on every channel (the webhook's timeout is 10 s).
+	DeliveryLease time.Duration
 	// KeepEvents is how long applied event ids are kept for idempotency.
 	KeepEvents time.Duration
 	// Work runs the queues; false makes an insert-only client.
@@ -191,9 +190,6 @@ func (c *Config) defaults() {
 	}
 	if c.DeliveryLease <= 0 {
 		c.DeliveryLease = time.Minute
-	}
-	if c.SweepInterval <= 0 {
-		c.SweepInterval = 15 * time.Second
 	}
 	if c.KeepEvents <= 0 {
 		c.KeepEvents = 7 * 24 * time.Hour
@@ -255,7 +251,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Pipeline, error) {
 			river.NewPeriodicJob(river.PeriodicInterval(10*time.Minute),
 				func() (river.JobArgs, *river.InsertOpts) { return PruneArgs{}, nil },
 				&river.PeriodicJobOpts{RunOnStart: true}),
-			river.NewPeriodicJob(river.PeriodicInterval(cfg.SweepInterval),
+			river.NewPeriodicJob(river.PeriodicInterval(cfg.DeliveryLease/4),
 				func() (river.JobArgs, *river.InsertOpts) { return SweepArgs{}, nil },
 				&river.PeriodicJobOpts{RunOnStart: true}),
 		}

@@ -122,9 +122,8 @@ func newPipeline(cfg pipelineConfig, st *store.Store, nc *nats.Conn, m *metrics.
 		Store: st, Channels: channels,
 		Window: cfg.digestWindow, Grace: cfg.digestGrace, DigestSize: cfg.digestSize,
 		MaxDeliveryAttempts: cfg.deliveryAttempts, RetryBase: cfg.retryBase,
-		DeliveryLease: cfg.deliveryLease, SweepInterval: cfg.deliveryLease / 4,
-		NotifyWorkers: cfg.notifyWorkers,
-		Work:          cfg.work, Metrics: m, Logger: logger.Named("jobs"),
+		DeliveryLease: cfg.deliveryLease, NotifyWorkers: cfg.notifyWorkers,
+		Work: cfg.work, Metrics: m, Logger: logger.Named("jobs"),
 	})
 	if err != nil {
 		return nil, err
