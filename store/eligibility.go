@@ -64,8 +64,9 @@ WHERE w.id = $1`
 // what the entry was computed from: the worker active with profession $10,
 // holding exactly documents $8, and facility version $7. If anything
 // changed, or the worker is gone, it returns no row and the caller falls
-// back to eligibleShiftsSQL. Initplans rather than joins: this shape
-// measured 45% more statements/s than eligibleShiftsSQL in pgbench.
+// back to eligibleShiftsSQL. Initplans rather than joins: in this shape it
+// measured about 20% more statements/s than eligibleShiftsSQL
+// (scripts/bench-statements.sh); written as a join it gained nothing.
 const eligibleShiftsCachedSQL = `
 SELECT s.id, s.facility_id, s.start, s."end"
 FROM "Shift" s

@@ -19,8 +19,8 @@ const defaultFacilityCacheWorkers = 1 << 16
 
 // facilityCache remembers, per worker, the facilities whose requirements the
 // worker's documents satisfy, so the hot listing statement can take them as
-// a parameter instead of recomputing them on every request (measured: that
-// computation was about a third of the statement's cost).
+// a parameter instead of recomputing them on every request (measured with
+// scripts/bench-statements.sh: about a sixth of the statement's cost).
 //
 // It is never trusted on its own: eligibleShiftsCachedSQL re-reads, in its
 // own snapshot, the worker's documents and profession and

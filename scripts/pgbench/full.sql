@@ -1,0 +1,4 @@
+-- store.eligibleShiftsSQL as serve ran it before the facility cache: the
+-- worker's eligible facilities computed in the statement.
+\set w random(101, 103)
+SELECT s.id, s.facility_id, w.profession::text, s.start, s."end" FROM "Worker" w LEFT JOIN shiftcast.worker_documents wd ON wd.worker_id = w.id LEFT JOIN LATERAL ( SELECT s.id, s.facility_id, s.start, s."end" FROM "Shift" s WHERE s.profession = w.profession AND NOT s.is_deleted AND s.worker_id IS NULL AND s.facility_id = ANY (ARRAY(SELECT fa.id FROM "Facility" fa LEFT JOIN shiftcast.facility_requirements fr ON fr.facility_id = fa.id WHERE fa.is_active AND COALESCE(fr.document_ids, '{}') <@ COALESCE(wd.document_ids, '{}'))) AND (s.start, s.id) > ('0001-01-01'::timestamp, 0) AND s.start >= '0001-01-01'::timestamp AND s.start < '9999-12-31'::timestamp ORDER BY s.start, s.id LIMIT 51) s ON w.is_active WHERE w.id = :w;
