@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/shiftcast/shiftcast/batch"
 	"github.com/shiftcast/shiftcast/domain"
 	"github.com/shiftcast/shiftcast/store"
 )
@@ -77,12 +78,17 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamsConfi
 	return nil
 }
 
-// ApplyFunc applies one decoded event delivered at a stream sequence.
-type ApplyFunc func(ctx context.Context, ev domain.Event, seq uint64) (store.Effect, error)
+// ApplyFunc applies decoded events, each delivered at its stream
+// sequence, and returns each one's outcome in order (store.ApplyEvents);
+// an error fails them all.
+type ApplyFunc func(ctx context.Context, evs []store.EventAt) ([]store.Applied, error)
 
 // EventsConfig wires the event consumer.
 type EventsConfig struct {
-	Apply ApplyFunc
+	// Apply is called with the messages being handled at once (at most
+	// ApplyBatch), so that they share a transaction.
+	Apply      ApplyFunc
+	ApplyBatch int
 	// Durable is the consumer every instance shares (default "shiftcast").
 	Durable string
 	// Workers is how many messages one instance applies at once.
@@ -109,7 +115,10 @@ func (c *EventsConfig) defaults() {
 		c.Durable = DurableName
 	}
 	if c.Workers <= 0 {
-		c.Workers = 16
+		c.Workers = 64
+	}
+	if c.ApplyBatch <= 0 || c.ApplyBatch > store.MaxApplyBatch {
+		c.ApplyBatch = 32
 	}
 	if c.MaxAckPending <= 0 {
 		c.MaxAckPending = 1024
@@ -145,6 +154,8 @@ type EventConsumer struct {
 	cons jetstream.Consumer
 	log  *zap.Logger
 
+	applier *batch.Batcher[store.EventAt, store.Applied]
+
 	mu      sync.Mutex
 	iter    jetstream.MessagesContext
 	running sync.WaitGroup
@@ -168,7 +179,11 @@ func NewEventConsumer(ctx context.Context, js jetstream.JetStream, cfg EventsCon
 	if err != nil {
 		return nil, domain.Unavailable("jetstream consumer "+cfg.Durable, err)
 	}
-	return &EventConsumer{cfg: cfg, js: js, cons: cons, log: cfg.Logger, sem: make(chan struct{}, cfg.Workers)}, nil
+	// Two lanes: one batch's round trips overlap the other's work, and
+	// the messages arriving meanwhile make the next batch.
+	applier := batch.New(cfg.ApplyBatch, 2, cfg.Apply)
+	applier.Timeout = cfg.AckWait
+	return &EventConsumer{cfg: cfg, js: js, cons: cons, log: cfg.Logger, sem: make(chan struct{}, cfg.Workers), applier: applier}, nil
 }
 
 // Consumer returns the JetStream consumer, for status (lag, redeliveries).
@@ -256,7 +271,11 @@ func (c *EventConsumer) handle(msg jetstream.Msg) {
 		return
 	}
 	fields := []zap.Field{zap.String("event_id", ev.ID), zap.String("type", ev.Type), zap.Uint64("stream_seq", md.Sequence.Stream)}
-	eff, err := c.cfg.Apply(ctx, ev, md.Sequence.Stream)
+	res, err := c.applier.Do(ctx, store.EventAt{Event: ev, Seq: md.Sequence.Stream})
+	eff := res.Effect
+	if err == nil {
+		err = res.Err
+	}
 	if err == nil {
 		if aerr := msg.Ack(); aerr != nil {
 			// Committed but not acked: the redelivery is a duplicate and is

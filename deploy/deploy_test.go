@@ -227,9 +227,13 @@ func TestAccountsEnforcePermissions(t *testing.T) {
 	require.NoError(t, consumers.EnsureStreams(ctxTimeout(t, 10*time.Second), sc.js, consumers.StreamsConfig{}))
 	applied := make(chan string, 16)
 	ec, err := consumers.NewEventConsumer(ctxTimeout(t, 10*time.Second), sc.js, consumers.EventsConfig{
-		Apply: func(_ context.Context, ev domain.Event, _ uint64) (store.Effect, error) {
-			applied <- ev.ID
-			return store.Effect{Outcome: store.OutcomeApplied}, nil
+		Apply: func(_ context.Context, evs []store.EventAt) ([]store.Applied, error) {
+			res := make([]store.Applied, len(evs))
+			for i, e := range evs {
+				applied <- e.Event.ID
+				res[i] = store.Applied{Effect: store.Effect{Outcome: store.OutcomeApplied}}
+			}
+			return res, nil
 		},
 		Logger: zap.NewNop(),
 	})

@@ -29,6 +29,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/exp/zapslog"
 
+	"github.com/shiftcast/shiftcast/batch"
 	"github.com/shiftcast/shiftcast/domain"
 	"github.com/shiftcast/shiftcast/metrics"
 	"github.com/shiftcast/shiftcast/store"
@@ -45,10 +46,17 @@ const (
 )
 
 // FanoutArgs expands a (facility, profession) into workers' notify jobs.
+// The event that enqueues it also marks the pair (store.MarkFanouts), and
+// the first fan-out of a (profession, window) to run expands every marked
+// facility at once (store.FanoutNotify).
 type FanoutArgs struct {
 	FacilityID int64  `json:"facility_id"`
 	Profession string `json:"profession"`
 	Window     int64  `json:"window"`
+	// Marked is set on fan-outs whose pair was marked with them. One
+	// enqueued by an earlier version, without a mark, expands its own
+	// facility whatever the marks say.
+	Marked bool `json:"marked,omitempty"`
 }
 
 // Kind implements river.JobArgs.
@@ -120,13 +128,14 @@ type Deliverer interface {
 
 // Store is what the jobs need from persistence.
 type Store interface {
-	FanoutNotify(ctx context.Context, facilityID int64, profession domain.Profession, window int64, enqueue func(ctx context.Context, tx pgx.Tx, workerIDs []int64) error) (int, error)
-	BuildDigest(ctx context.Context, workerID int64, now time.Time, k int, lease time.Duration, enqueue func(ctx context.Context, tx pgx.Tx, notificationID string) error) (*domain.Notification, error)
+	MarkFanouts(ctx context.Context, tx pgx.Tx, window int64, fs []store.Fanout) error
+	FanoutNotify(ctx context.Context, profession domain.Profession, window int64, extra []int64, enqueue func(ctx context.Context, tx pgx.Tx, workerIDs []int64) error) (int, error)
+	BuildDigests(ctx context.Context, workerIDs []int64, now time.Time, k int, lease time.Duration) ([]store.DigestResult, error)
 	HandOffDelivery(ctx context.Context, id string, enqueue func(ctx context.Context, tx pgx.Tx) error) (bool, error)
 	ExpiredLeases(ctx context.Context, limit int, enqueue func(ctx context.Context, tx pgx.Tx, ids []string) error) (int, error)
 	Notification(ctx context.Context, id string) (store.Delivery, error)
-	MarkChannelDelivered(ctx context.Context, id, channel string) error
-	FinishDelivery(ctx context.Context, id string, want, delivered []string, lastErr error, final bool) (string, error)
+	MarkChannelsDelivered(ctx context.Context, ds []store.ChannelDelivery) error
+	FinishDeliveries(ctx context.Context, outcomes []store.DeliveryOutcome) ([]string, error)
 	Prune(ctx context.Context, now time.Time, keepEvents time.Duration) (int64, int64, error)
 }
 
@@ -143,6 +152,9 @@ type Config struct {
 	Window, Grace time.Duration
 	// DigestSize is how many shifts a notification lists (all are counted).
 	DigestSize int
+	// DigestBatch bounds how many of the running notify jobs' digests are
+	// built in one transaction (store.BuildDigests).
+	DigestBatch int
 	// MaxDeliveryAttempts bounds a notification's delivery attempts; after
 	// the last, it is marked failed. RetryBase is the first retry's delay,
 	// doubled per attempt up to RetryMax.
@@ -178,6 +190,9 @@ func (c *Config) defaults() {
 	}
 	if c.DigestSize <= 0 {
 		c.DigestSize = 10
+	}
+	if c.DigestBatch <= 0 {
+		c.DigestBatch = 500
 	}
 	if c.MaxDeliveryAttempts <= 0 {
 		c.MaxDeliveryAttempts = 10
@@ -218,12 +233,24 @@ type Pipeline struct {
 	client  *river.Client[pgx.Tx]
 	log     *zap.Logger
 	fanouts fanoutSet
+	// The digests and delivery records of the jobs running at once are
+	// built and written in batches (see package batch).
+	digests  *batch.Batcher[int64, store.DigestResult]
+	marks    *batch.Batcher[store.ChannelDelivery, struct{}]
+	finishes *batch.Batcher[store.DeliveryOutcome, string]
 }
 
 // New builds the River client over pool with shiftcast's workers.
 func New(pool *pgxpool.Pool, cfg Config) (*Pipeline, error) {
 	cfg.defaults()
 	p := &Pipeline{cfg: cfg, log: cfg.Logger}
+	p.digests = batch.New(cfg.DigestBatch, 2, func(ctx context.Context, ids []int64) ([]store.DigestResult, error) {
+		return cfg.Store.BuildDigests(ctx, ids, cfg.Now(), cfg.DigestSize, cfg.DeliveryLease)
+	})
+	p.marks = batch.New(cfg.DigestBatch, 2, func(ctx context.Context, ds []store.ChannelDelivery) ([]struct{}, error) {
+		return make([]struct{}, len(ds)), cfg.Store.MarkChannelsDelivered(ctx, ds)
+	})
+	p.finishes = batch.New(cfg.DigestBatch, 2, cfg.Store.FinishDeliveries)
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &fanoutWorker{p: p})
 	river.AddWorker(workers, &notifyWorker{p: p})
@@ -300,15 +327,22 @@ func (p *Pipeline) EnqueueFor(window int64) store.EnqueueFunc {
 		for _, w := range eff.NotifyWorkers {
 			params = append(params, river.InsertManyParams{Args: NotifyArgs{WorkerID: w, Window: window}, InsertOpts: opts})
 		}
+		var marks []store.Fanout
 		for _, f := range eff.Fanouts {
-			args := FanoutArgs{FacilityID: f.FacilityID, Profession: string(f.Profession), Window: window}
+			args := FanoutArgs{FacilityID: f.FacilityID, Profession: string(f.Profession), Window: window, Marked: true}
 			if p.fanouts.seen(args) {
 				continue
 			}
+			marks = append(marks, f)
 			params = append(params, river.InsertManyParams{Args: args, InsertOpts: opts})
 		}
 		if len(params) == 0 {
 			return nil
+		}
+		if len(marks) > 0 {
+			if err := p.cfg.Store.MarkFanouts(ctx, tx, window, marks); err != nil {
+				return err
+			}
 		}
 		_, err := p.client.InsertManyTx(ctx, tx, params)
 		return err
@@ -319,7 +353,7 @@ func (p *Pipeline) EnqueueFor(window int64) store.EnqueueFunc {
 // after the commit, so a rolled-back transaction never suppresses a job.
 func (p *Pipeline) Committed(eff store.Effect, window int64) {
 	for _, f := range eff.Fanouts {
-		p.fanouts.add(FanoutArgs{FacilityID: f.FacilityID, Profession: string(f.Profession), Window: window})
+		p.fanouts.add(FanoutArgs{FacilityID: f.FacilityID, Profession: string(f.Profession), Window: window, Marked: true})
 	}
 }
 
@@ -362,7 +396,11 @@ const insertBatch = 2000
 func (w *fanoutWorker) Work(ctx context.Context, job *river.Job[FanoutArgs]) error {
 	a := job.Args
 	opts := w.p.scheduleAt(w.p.runAt(a.Window))
-	n, err := w.p.cfg.Store.FanoutNotify(ctx, a.FacilityID, domain.Profession(a.Profession), a.Window,
+	var extra []int64
+	if !a.Marked {
+		extra = []int64{a.FacilityID}
+	}
+	n, err := w.p.cfg.Store.FanoutNotify(ctx, domain.Profession(a.Profession), a.Window, extra,
 		func(ctx context.Context, tx pgx.Tx, ids []int64) error {
 			for start := 0; start < len(ids); start += insertBatch {
 				batch := ids[start:min(start+insertBatch, len(ids))]
@@ -390,13 +428,17 @@ type notifyWorker struct {
 }
 
 func (w *notifyWorker) Work(ctx context.Context, job *river.Job[NotifyArgs]) error {
-	n, err := w.p.cfg.Store.BuildDigest(ctx, job.Args.WorkerID, w.p.cfg.Now(), w.p.cfg.DigestSize, w.p.cfg.DeliveryLease, nil)
+	res, err := w.p.digests.Do(ctx, job.Args.WorkerID)
 	if err != nil {
-		if domain.ErrorCode(err) == domain.ENOTFOUND {
-			return river.JobCancel(err) // the worker is gone: retrying cannot help
-		}
 		return err
 	}
+	if res.Err != nil {
+		if domain.ErrorCode(res.Err) == domain.ENOTFOUND {
+			return river.JobCancel(res.Err) // the worker is gone: retrying cannot help
+		}
+		return res.Err
+	}
+	n := res.Notification
 	if n == nil {
 		return nil
 	}
@@ -503,7 +545,7 @@ func (p *Pipeline) attempt(ctx context.Context, d store.Delivery, final bool) (s
 			// Another channel is still to be tried, and may hang or crash
 			// the process: record this success now. The last success is
 			// recorded with the attempt's outcome, in one statement.
-			if err := p.cfg.Store.MarkChannelDelivered(ctx, id, name); err != nil {
+			if _, err := p.marks.Do(ctx, store.ChannelDelivery{NotificationID: id, Channel: name}); err != nil {
 				return "", nil, err
 			}
 			continue
@@ -511,7 +553,7 @@ func (p *Pipeline) attempt(ctx context.Context, d store.Delivery, final bool) (s
 		delivered = append(delivered, name)
 	}
 	failure = errors.Join(errs...)
-	status, err = p.cfg.Store.FinishDelivery(ctx, id, want, delivered, failure, final)
+	status, err = p.finishes.Do(ctx, store.DeliveryOutcome{NotificationID: id, Want: want, Delivered: delivered, Err: failure, Final: final})
 	return status, failure, err
 }
 

@@ -9,17 +9,21 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/shiftcast/shiftcast/batch"
 	"github.com/shiftcast/shiftcast/domain"
 )
 
-// DefaultFlushTimeout bounds a NATS delivery's flush when the caller's
-// context has no deadline (FlushWithContext requires one).
+// DefaultFlushTimeout bounds the flush NATS deliveries wait for (a
+// caller's context may end it sooner for that caller).
 const DefaultFlushTimeout = 5 * time.Second
 
 // NATSNotifier delivers notifications on notifications.worker.<worker_id>.
 // It is safe for concurrent use.
 type NATSNotifier struct {
 	nc *nats.Conn
+	// flushes makes the deliveries published at once share one flush
+	// (a PING's round trip) instead of one each.
+	flushes *batch.Batcher[struct{}, struct{}]
 }
 
 var _ interface {
@@ -27,7 +31,15 @@ var _ interface {
 } = (*NATSNotifier)(nil)
 
 // NewNATSNotifier returns a notifier publishing on nc.
-func NewNATSNotifier(nc *nats.Conn) *NATSNotifier { return &NATSNotifier{nc: nc} }
+func NewNATSNotifier(nc *nats.Conn) *NATSNotifier {
+	// One lane: every delivery published while a flush is in flight waits
+	// for the next one, whose PING follows its message.
+	flushes := batch.New(1<<16, 1, func(ctx context.Context, items []struct{}) ([]struct{}, error) {
+		return make([]struct{}, len(items)), nc.FlushWithContext(ctx)
+	})
+	flushes.Timeout = DefaultFlushTimeout
+	return &NATSNotifier{nc: nc, flushes: flushes}
+}
 
 // Deliver publishes n's JSON (the webhook's body) to the worker's subject
 // with Nats-Msg-Id set to n.ID, so a JetStream stream capturing
@@ -49,14 +61,9 @@ func (p *NATSNotifier) Deliver(ctx context.Context, n domain.Notification) error
 	if err := p.nc.PublishMsg(msg); err != nil {
 		return fmt.Errorf("deliver notification %s on %s: %w", n.ID, subject, err)
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultFlushTimeout)
-		defer cancel()
-	}
 	// A publish only fills a buffer; the flush's round trip is what tells
 	// us the server has the message (or that the connection is down).
-	if err := p.nc.FlushWithContext(ctx); err != nil {
+	if _, err := p.flushes.Do(ctx, struct{}{}); err != nil {
 		return fmt.Errorf("deliver notification %s on %s: flush: %w", n.ID, subject, err)
 	}
 	return nil

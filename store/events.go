@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -46,34 +47,166 @@ type Effect struct {
 // that applied it, so the change and its consequences commit together.
 type EnqueueFunc func(ctx context.Context, tx pgx.Tx, eff Effect) error
 
+// EventAt is an event and the stream sequence it was delivered at.
+type EventAt struct {
+	Event domain.Event
+	Seq   uint64
+}
+
+// Applied is one event's outcome in ApplyEvents: its effect, or the error
+// that kept it from being applied (ErrMissingDependency when it came
+// before an event it depends on).
+type Applied struct {
+	Effect Effect
+	Err    error
+}
+
 // ApplyEvent applies ev, delivered at stream sequence seq, in one
 // transaction: it records the event id (a repeat is a no-op, however late),
 // advances the entity's position (an older event than the last applied one
 // is a no-op), changes the marketplace tables, and calls enqueue with the
 // effect before committing. now decides which shifts are in the future.
 func (s *Store) ApplyEvent(ctx context.Context, ev domain.Event, seq uint64, now time.Time, enqueue EnqueueFunc) (Effect, error) {
-	var eff Effect
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		eff = Effect{}
-		tag, err := tx.Exec(ctx, `
-			INSERT INTO shiftcast.applied_events (event_id, event_type, stream_seq, event_time, outcome)
-			VALUES ($1, $2, $3, $4, 'applied') ON CONFLICT (event_id) DO NOTHING`,
-			ev.ID, ev.Type, int64(seq), ev.Time)
+	res, err := s.ApplyEvents(ctx, []EventAt{{Event: ev, Seq: seq}}, now, enqueue)
+	if err != nil {
+		return Effect{}, err
+	}
+	return res[0].Effect, res[0].Err
+}
+
+// MaxApplyBatch bounds ApplyEvents' batches: each savepoint with writes
+// takes a subtransaction id, and PostgreSQL tracks 64 per transaction
+// before every snapshot taken meanwhile gets slower.
+const MaxApplyBatch = 64
+
+// ApplyEvents applies events as ApplyEvent does, in order, all in one
+// transaction: each inside a savepoint, so that one that cannot be applied
+// (reported in its result) leaves the others applied, and enqueue is called
+// once with the merged effects of those applied. Many events then share
+// one transaction's begin, job insert and durable commit (one WAL flush).
+// An error fails the whole batch: nothing is applied. A batch that
+// deadlocks with another is applied again, up to three times.
+func (s *Store) ApplyEvents(ctx context.Context, evs []EventAt, now time.Time, enqueue EnqueueFunc) ([]Applied, error) {
+	if len(evs) > MaxApplyBatch {
+		return nil, fmt.Errorf("apply %d events: at most %d per batch", len(evs), MaxApplyBatch)
+	}
+	for attempt := 1; ; attempt++ {
+		res, err := s.applyEvents(ctx, evs, now, enqueue)
+		if attempt < 3 && isConflict(err) {
+			continue
+		}
 		if err != nil {
-			return err
+			return nil, classify(fmt.Sprintf("apply %d events", len(evs)), err)
 		}
-		if tag.RowsAffected() == 0 {
-			eff.Outcome = OutcomeDuplicate
-			return nil
+		return res, nil
+	}
+}
+
+// isConflict reports a deadlock or serialization failure: the transaction
+// was rolled back and may simply be run again.
+func isConflict(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
+}
+
+// errBatch marks an error that broke the batch's transaction rather than
+// one event.
+type errBatch struct{ err error }
+
+func (e errBatch) Error() string { return e.err.Error() }
+func (e errBatch) Unwrap() error { return e.err }
+
+func (s *Store) applyEvents(ctx context.Context, evs []EventAt, now time.Time, enqueue EnqueueFunc) ([]Applied, error) {
+	out := make([]Applied, len(evs))
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var all Effect
+		for i, e := range evs {
+			eff, err := applyOne(ctx, tx, e.Event, e.Seq, now)
+			if be := (errBatch{}); errors.As(err, &be) {
+				return be.err
+			}
+			out[i] = Applied{Effect: eff, Err: err}
+			if err == nil {
+				all.merge(eff)
+			}
 		}
-		// Creations only insert what is absent, so they can never undo a
-		// newer state, and they must not move the position either: a claim
-		// retried because it arrived before its shift's creation carries an
-		// older stream sequence than that creation and must still apply.
-		if isCreation(ev.Type) {
-			eff.Outcome = OutcomeApplied
-			return applyAndEnqueue(ctx, tx, ev, now, &eff, enqueue)
+		if enqueue != nil && (len(all.NotifyWorkers) > 0 || len(all.Fanouts) > 0) {
+			if err := enqueue(ctx, tx, all); err != nil {
+				return fmt.Errorf("enqueue jobs: %w", err)
+			}
 		}
+		return nil
+	})
+	return out, err
+}
+
+// merge adds other's workers and fan-outs to e's, without repeats (River
+// cannot insert one unique job twice in a statement). The outcome is the
+// first one merged.
+func (e *Effect) merge(other Effect) {
+	if e.Outcome == "" {
+		e.Outcome = other.Outcome
+	}
+	for _, w := range other.NotifyWorkers {
+		if !slices.Contains(e.NotifyWorkers, w) {
+			e.NotifyWorkers = append(e.NotifyWorkers, w)
+		}
+	}
+	for _, f := range other.Fanouts {
+		if !slices.Contains(e.Fanouts, f) {
+			e.Fanouts = append(e.Fanouts, f)
+		}
+	}
+}
+
+// applyOne applies one event inside a savepoint of tx. An error of the
+// event's own (a constraint, a missing dependency) rolls back to the
+// savepoint and is returned as the event's; one that leaves the
+// transaction unusable is returned as an errBatch.
+func applyOne(ctx context.Context, tx pgx.Tx, ev domain.Event, seq uint64, now time.Time) (Effect, error) {
+	// Savepoints are not released: releasing costs a round trip and frees
+	// nothing (the subtransaction stays in the transaction until commit),
+	// and ROLLBACK TO names the latest one.
+	if _, err := tx.Exec(ctx, "SAVEPOINT apply_event"); err != nil {
+		return Effect{}, errBatch{err}
+	}
+	eff, err := applyInTx(ctx, tx, ev, seq, now)
+	if err == nil {
+		return eff, nil
+	}
+	if isUnavailable(err) || isConflict(err) || ctx.Err() != nil {
+		return Effect{}, errBatch{err}
+	}
+	if _, rerr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT apply_event"); rerr != nil {
+		return Effect{}, errBatch{rerr}
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23503" { // foreign_key_violation
+		err = fmt.Errorf("%w: %s", ErrMissingDependency, pgErr.Detail)
+	}
+	return Effect{}, fmt.Errorf("apply %s %s: %w", ev.Type, ev.ID, err)
+}
+
+// applyInTx records the event id, advances the entity's position and
+// applies the event, all in tx.
+func applyInTx(ctx context.Context, tx pgx.Tx, ev domain.Event, seq uint64, now time.Time) (Effect, error) {
+	var eff Effect
+	tag, err := tx.Exec(ctx, `
+		INSERT INTO shiftcast.applied_events (event_id, event_type, stream_seq, event_time, outcome)
+		VALUES ($1, $2, $3, $4, 'applied') ON CONFLICT (event_id) DO NOTHING`,
+		ev.ID, ev.Type, int64(seq), ev.Time)
+	if err != nil {
+		return eff, err
+	}
+	if tag.RowsAffected() == 0 {
+		eff.Outcome = OutcomeDuplicate
+		return eff, nil
+	}
+	// Creations only insert what is absent, so they can never undo a
+	// newer state, and they must not move the position either: a claim
+	// retried because it arrived before its shift's creation carries an
+	// older stream sequence than that creation and must still apply.
+	if !isCreation(ev.Type) {
 		kind, id1, id2 := entityOf(ev)
 		var newer bool
 		err = tx.QueryRow(ctx, `
@@ -84,37 +217,14 @@ func (s *Store) ApplyEvent(ctx context.Context, ev domain.Event, seq uint64, now
 		if errors.Is(err, pgx.ErrNoRows) {
 			eff.Outcome = OutcomeStale
 			_, err = tx.Exec(ctx, `UPDATE shiftcast.applied_events SET outcome = 'stale' WHERE event_id = $1`, ev.ID)
-			return err
+			return eff, err
 		}
 		if err != nil {
-			return err
-		}
-		eff.Outcome = OutcomeApplied
-		return applyAndEnqueue(ctx, tx, ev, now, &eff, enqueue)
-	})
-	if err != nil {
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "23503" { // foreign_key_violation
-			err = fmt.Errorf("%w: %s", ErrMissingDependency, pgErr.Detail)
-		}
-		if errors.Is(err, ErrMissingDependency) {
-			return Effect{}, fmt.Errorf("apply %s %s: %w", ev.Type, ev.ID, err)
-		}
-		return Effect{}, classify(fmt.Sprintf("apply %s %s", ev.Type, ev.ID), err)
-	}
-	return eff, nil
-}
-
-func applyAndEnqueue(ctx context.Context, tx pgx.Tx, ev domain.Event, now time.Time, eff *Effect, enqueue EnqueueFunc) error {
-	if err := apply(ctx, tx, ev, now, eff); err != nil {
-		return err
-	}
-	if enqueue != nil && (len(eff.NotifyWorkers) > 0 || len(eff.Fanouts) > 0) {
-		if err := enqueue(ctx, tx, *eff); err != nil {
-			return fmt.Errorf("enqueue jobs: %w", err)
+			return eff, err
 		}
 	}
-	return nil
+	eff.Outcome = OutcomeApplied
+	return eff, apply(ctx, tx, ev, now, &eff)
 }
 
 func isCreation(typ string) bool {
@@ -328,11 +438,11 @@ func opened(ctx context.Context, tx pgx.Tx, id int64, now time.Time, eff *Effect
 	)
 	err := tx.QueryRow(ctx, `
 		WITH s AS (
-			SELECT id, facility_id, profession, start FROM "Shift"
+			SELECT id, facility_id, profession, start, "end" FROM "Shift"
 			WHERE id = $1 AND NOT is_deleted AND worker_id IS NULL
 		), o AS (
-			INSERT INTO shiftcast.shift_openings (shift_id, opened_xid, start, facility_id, profession)
-			SELECT id, pg_current_xact_id(), start, facility_id, profession FROM s
+			INSERT INTO shiftcast.shift_openings (shift_id, opened_xid, start, "end", facility_id, profession)
+			SELECT id, pg_current_xact_id(), start, "end", facility_id, profession FROM s
 			-- An existing row means the shift has been open all along (claims
 			-- and deletions remove it): keep its opening, or a republished
 			-- event would make the shift news again.

@@ -5,37 +5,41 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/shiftcast/shiftcast/domain"
 )
 
 // fanoutSQL selects every worker who can take open shifts of profession $2
-// at facility $1: active, of that profession, holding every required
-// document. One set-based query (array containment, GIN-indexed) whatever
-// the workforce's size.
+// at one of the facilities $1: active, of that profession, holding every
+// document one of them requires. One set-based pass over the profession's
+// workers, whatever the workforce's size, checking each against the
+// facilities' distinct requirement sets until one is met.
 const fanoutSQL = `
-	WITH f AS (
-		SELECT COALESCE(fr.document_ids, '{}') AS req
+	WITH f AS MATERIALIZED (
+		SELECT DISTINCT COALESCE(fr.document_ids, '{}') AS req
 		FROM "Facility" fa
 		LEFT JOIN shiftcast.facility_requirements fr ON fr.facility_id = fa.id
-		WHERE fa.id = $1 AND fa.is_active
+		WHERE fa.id = ANY ($1::int[]) AND fa.is_active
 	)
 	SELECT w.id
-	FROM f
-	JOIN "Worker" w ON w.is_active AND w.profession = $2::"Profession"
+	FROM "Worker" w
 	LEFT JOIN shiftcast.worker_documents wd ON wd.worker_id = w.id
-	WHERE f.req = '{}' OR wd.document_ids @> f.req`
+	WHERE w.is_active AND w.profession = $2::"Profession"
+	  AND EXISTS (SELECT 1 FROM f WHERE f.req <@ COALESCE(wd.document_ids, '{}'))`
 
 // FanoutWorkers returns, in id order, every worker who can take open shifts
 // of the given profession at the facility.
 func (s *Store) FanoutWorkers(ctx context.Context, facilityID int64, profession domain.Profession) ([]int64, error) {
 	what := fmt.Sprintf("fan out facility %d %s", facilityID, profession)
-	rows, err := s.pool.Query(ctx, fanoutSQL+` ORDER BY w.id`, facilityID, string(profession))
+	rows, err := s.pool.Query(ctx, fanoutSQL+` ORDER BY w.id`, []int64{facilityID}, string(profession))
 	if err != nil {
 		return nil, classify(what, err)
 	}
@@ -46,26 +50,72 @@ func (s *Store) FanoutWorkers(ctx context.Context, facilityID int64, profession 
 	return ids, nil
 }
 
-// FanoutNotify schedules the digests of FanoutWorkers(facilityID,
-// profession) for window: in one transaction it marks, in
-// shiftcast.notify_scheduled, those not yet marked for window (or a later one) and
-// calls enqueue with their ids, in id order, to insert their notify jobs.
-// Workers another fan-out of the window already scheduled are skipped, so
-// overlapping fan-outs insert each worker's job once. It returns how many
-// it scheduled.
-func (s *Store) FanoutNotify(ctx context.Context, facilityID int64, profession domain.Profession, window int64, enqueue func(ctx context.Context, tx pgx.Tx, workerIDs []int64) error) (int, error) {
+// MarkFanouts records, in the caller's transaction, that the (facility,
+// profession) pairs fs have news for digest window window; FanoutNotify
+// takes the marks.
+func (s *Store) MarkFanouts(ctx context.Context, tx pgx.Tx, window int64, fs []Fanout) error {
+	facilities := make([]int64, len(fs))
+	profs := make([]string, len(fs))
+	for i, f := range fs {
+		facilities[i], profs[i] = f.FacilityID, string(f.Profession)
+	}
+	_, err := tx.Exec(ctx, `
+		INSERT INTO shiftcast.fanout_marks (profession, notify_window, facility_id)
+		SELECT u.profession::"Profession", $3, u.facility_id
+		FROM unnest($1::int[], $2::text[]) AS u(facility_id, profession)
+		ORDER BY 1, 3
+		ON CONFLICT DO NOTHING`, facilities, profs, window)
+	if err != nil {
+		return fmt.Errorf("mark fan-outs for window %d: %w", window, err)
+	}
+	return nil
+}
+
+// FanoutNotify schedules, for window, the digests of the workers who can
+// take open shifts of profession at the facilities marked for it (by
+// MarkFanouts, for window or an earlier one): in one transaction it takes
+// those marks, marks in shiftcast.notify_scheduled the workers not yet
+// marked for window (or a later one) and calls enqueue with their ids, in
+// id order, to insert their notify jobs. The first fan-out of a (profession,
+// window) to run thus expands all of its facilities in one pass and the
+// others find nothing left; with extra set (a fan-out enqueued before marks
+// existed), that facility is expanded whether marked or not. Workers
+// another fan-out of the window already scheduled are skipped, so each
+// worker's job is inserted once. It returns how many it scheduled.
+func (s *Store) FanoutNotify(ctx context.Context, profession domain.Profession, window int64, extra []int64, enqueue func(ctx context.Context, tx pgx.Tx, workerIDs []int64) error) (int, error) {
 	var ids []int64
 	err := s.asyncTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		ids = nil
+		// Marks another fan-out has taken (locked) are its to expand: skip
+		// them rather than wait. Should it fail, its retry takes them again.
+		rows, err := tx.Query(ctx, `
+			DELETE FROM shiftcast.fanout_marks
+			WHERE (profession, notify_window, facility_id) IN (
+				SELECT profession, notify_window, facility_id FROM shiftcast.fanout_marks
+				WHERE profession = $1::"Profession" AND notify_window <= $2
+				FOR UPDATE SKIP LOCKED)
+			RETURNING facility_id`, string(profession), window)
+		if err != nil {
+			return err
+		}
+		facilities, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return err
+		}
+		facilities = append(facilities, extra...)
+		if len(facilities) == 0 {
+			return nil
+		}
 		// Inserting in id order keeps concurrent fan-outs of one profession
 		// from deadlocking on each other's workers. A row already at this
 		// window (or a later one) is left alone and not returned.
-		rows, err := tx.Query(ctx, `
+		rows, err = tx.Query(ctx, `
 			WITH e AS (`+fanoutSQL+`)
 			INSERT INTO shiftcast.notify_scheduled AS ns (worker_id, notify_window)
 			SELECT id, $3 FROM e ORDER BY id
 			ON CONFLICT (worker_id) DO UPDATE SET notify_window = EXCLUDED.notify_window
 			WHERE ns.notify_window < EXCLUDED.notify_window
-			RETURNING ns.worker_id`, facilityID, string(profession), window)
+			RETURNING ns.worker_id`, facilities, string(profession), window)
 		if err != nil {
 			return err
 		}
@@ -76,148 +126,382 @@ func (s *Store) FanoutNotify(ctx context.Context, facilityID int64, profession d
 		return enqueue(ctx, tx, ids)
 	})
 	if err != nil {
-		return 0, classify(fmt.Sprintf("fan out facility %d %s", facilityID, profession), err)
+		return 0, classify(fmt.Sprintf("fan out %s for window %d", profession, window), err)
 	}
 	return len(ids), nil
 }
 
-// digestSQL finds the shifts new to worker $1: eligible now, starting after
-// $2, and either at a facility the worker was not eligible for at its last
-// push or opened by a transaction that push's snapshot did not see. The
-// first branch only runs for newly eligible facilities; the second starts
-// from openings at or after the snapshot's xmin, so both stay small. It
-// always returns one row or more: the worker's eligible facilities now (for
-// the new watermark), then the first $3 new shifts and their total count.
-const digestSQL = `
-WITH st AS (
-    SELECT facilities, snapshot FROM shiftcast.worker_notify_state WHERE worker_id = $1
-), w AS (
-    SELECT w.profession, COALESCE(wd.document_ids, '{}') AS docs
-    FROM "Worker" w
-    LEFT JOIN shiftcast.worker_documents wd ON wd.worker_id = w.id
-    WHERE w.id = $1 AND w.is_active
-), ef AS (
-    SELECT COALESCE(array_agg(fa.id ORDER BY fa.id), '{}') AS ids
-    FROM w, "Facility" fa
-    LEFT JOIN shiftcast.facility_requirements fr ON fr.facility_id = fa.id
-    WHERE fa.is_active AND COALESCE(fr.document_ids, '{}') <@ w.docs
-), recent AS MATERIALIZED (
-    -- Openings the last push did not see. Materialized so the plan starts
-    -- from these few rows and looks shifts up by key, instead of scanning
-    -- every open shift at the worker's facilities. Without a snapshot the
-    -- worker knows nothing and the "fresh" branch already covers all.
-    -- Only openings the digest may announce (the worker's profession, a
-    -- facility eligible now) are read, off the (profession, facility_id,
-    -- opened_xid) index.
-    SELECT o.shift_id
-    FROM st, w, ef, shiftcast.shift_openings o
-    WHERE st.snapshot IS NOT NULL
-      AND o.profession = w.profession
-      AND o.facility_id = ANY (ef.ids)
-      AND o.opened_xid >= pg_snapshot_xmin(st.snapshot)
-      AND NOT pg_visible_in_snapshot(o.opened_xid, st.snapshot)
-      AND o.start > $2
-), fresh AS (
-    SELECT ARRAY(SELECT unnest(ef.ids) EXCEPT SELECT unnest(st.facilities)) AS ids FROM ef, st
-), cand AS (
-    SELECT s.id, s.facility_id, s.start, s."end"
-    FROM w, fresh, "Shift" s
-    WHERE s.facility_id = ANY (fresh.ids) AND s.profession = w.profession
-      AND NOT s.is_deleted AND s.worker_id IS NULL AND s.start > $2
-    UNION
-    SELECT s.id, s.facility_id, s.start, s."end"
-    FROM w, ef, recent o
-    JOIN "Shift" s ON s.id = o.shift_id
-    WHERE s.facility_id = ANY (ef.ids) AND s.profession = w.profession
-      AND NOT s.is_deleted AND s.worker_id IS NULL AND s.start > $2
-)
-SELECT ef.ids, page.id, page.facility_id, page.profession, page.start, page."end", page.total
-FROM ef
-LEFT JOIN LATERAL (
-    SELECT c.id, c.facility_id, w.profession::text AS profession, c.start, c."end", count(*) OVER () AS total
-    FROM cand c, w
-    ORDER BY c.start, c.id
-    LIMIT $3
-) page ON true`
+// DigestResult is one worker's outcome in BuildDigests: the notification
+// built (nil when nothing was new), or the error that kept this worker's
+// digest from being built.
+type DigestResult struct {
+	WorkerID     int64
+	Notification *domain.Notification
+	Err          error
+}
 
-// BuildDigest builds worker workerID's digest from current state: the
-// shifts that became available to them since their last push, at most k
-// listed (soonest first) and all counted. When there are any, it records the
-// notification and, if enqueue is set, calls it with the notification's id
-// in the same transaction. With lease > 0 the notification is committed
-// leased to the caller for that long (it delivers it itself; see
-// HandOffDelivery and ExpiredLeases). Either way it moves the worker's
-// watermark to now, so nothing is announced twice. It returns nil when there
-// is nothing new.
+// BuildDigests builds the digests of many workers in one transaction: for
+// each, the shifts that became available to them since their last push, at
+// most k listed (soonest first) and all counted. It records a notification
+// for each worker with something new (with lease > 0, leased to the caller
+// for that long: it delivers them itself; see HandOffDelivery and
+// ExpiredLeases) and moves every worker's watermark to now, so nothing is
+// announced twice. Results come in the order of workerIDs (repeats share
+// one digest). A worker without notification state gets an ENOTFOUND
+// result; any other failure fails the whole batch, and nothing is recorded.
+//
+// The database is read once per batch (the workers, the active facilities'
+// requirements, the openings their snapshots may not have seen, the open
+// shifts of facilities fresh to some of them) and each worker's digest is
+// worked out from that in Go (domain.DigestBuilder): a digest costs about
+// the same whether a hundred or a thousand shifts are new to it, and the
+// cost of the shared reading is spread over the batch.
+//
+// A batch that fails to serialize (a digest of one of its workers, or a
+// deactivation, committed meanwhile) is read again at once, up to three
+// times: a batch holds many workers, and handing the failure to each one's
+// job would delay them all by a retry's backoff.
+func (s *Store) BuildDigests(ctx context.Context, workerIDs []int64, now time.Time, k int, lease time.Duration) ([]DigestResult, error) {
+	for attempt := 1; ; attempt++ {
+		res, err := s.buildDigests(ctx, workerIDs, now, k, lease, nil)
+		if attempt == 3 || !isSerializationFailure(err) {
+			return res, err
+		}
+	}
+}
+
+func isSerializationFailure(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "40001"
+}
+
+// BuildDigest builds one worker's digest as BuildDigests does and, when a
+// notification is recorded and enqueue is set, calls enqueue with its id in
+// the same transaction. It returns nil when there is nothing new.
 func (s *Store) BuildDigest(ctx context.Context, workerID int64, now time.Time, k int, lease time.Duration, enqueue func(ctx context.Context, tx pgx.Tx, notificationID string) error) (*domain.Notification, error) {
-	var n *domain.Notification
-	// REPEATABLE READ: the candidates and the snapshot stored as the new
+	res, err := s.buildDigests(ctx, []int64{workerID}, now, k, lease, enqueue)
+	if err != nil {
+		return nil, err
+	}
+	return res[0].Notification, res[0].Err
+}
+
+func (s *Store) buildDigests(ctx context.Context, workerIDs []int64, now time.Time, k int, lease time.Duration, enqueue func(ctx context.Context, tx pgx.Tx, notificationID string) error) ([]DigestResult, error) {
+	ids := slices.Clone(workerIDs)
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	var built map[int64]DigestResult
+	// REPEATABLE READ: everything read and the snapshot stored as the new
 	// watermark must be one and the same view of the data. Two digests of
 	// one worker racing make one fail to serialize; River retries it.
-	err := s.asyncTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
-		n = nil
-		rows, err := tx.Query(ctx, digestSQL, workerID, now.UTC(), k)
-		if err != nil {
-			return err
-		}
-		var (
-			shifts     []domain.NotificationShift
-			total      int
-			facilities []int32
-			id, fac    pgtype.Int4
-			prof       pgtype.Text
-			start, end pgtype.Timestamp
-			count      pgtype.Int8
-		)
-		_, err = pgx.ForEachRow(rows, []any{&facilities, &id, &fac, &prof, &start, &end, &count}, func() error {
-			if id.Valid {
-				shifts = append(shifts, domain.NotificationShift{
-					ID: int64(id.Int32), FacilityID: int64(fac.Int32), Profession: internProfession(prof.String),
-					Start: start.Time, End: end.Time,
-				})
-				total = int(count.Int64)
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		// The new watermark: what was eligible and visible in this very
-		// transaction's snapshot.
-		tag, err := tx.Exec(ctx, `
-			UPDATE shiftcast.worker_notify_state
-			SET facilities = $2, snapshot = pg_current_snapshot(), notified_at = now()
-			WHERE worker_id = $1`, workerID, facilities)
-		if err != nil {
-			return err
-		}
-		if tag.RowsAffected() == 0 {
-			return domain.Errorf(domain.ENOTFOUND, "worker %d has no notification state", workerID)
-		}
-		if total == 0 {
-			return nil
-		}
-		body, err := json.Marshal(shifts)
-		if err != nil {
-			return err
-		}
-		n = &domain.Notification{Type: domain.NotificationTypeShiftsAvailable, WorkerID: workerID, Count: total, Shifts: shifts}
-		if err := tx.QueryRow(ctx, `
-			INSERT INTO shiftcast.notifications (worker_id, count, shifts, lease_until)
-			VALUES ($1, $2, $3, CASE WHEN $4::bigint > 0 THEN now() + $4::bigint * interval '1 microsecond' END)
-			RETURNING id::text, created_at`, workerID, total, body, lease.Microseconds()).Scan(&n.ID, &n.CreatedAt); err != nil {
-			return err
-		}
-		n.CreatedAt = n.CreatedAt.UTC()
-		if enqueue == nil {
-			return nil
-		}
-		return enqueue(ctx, tx, n.ID)
+	//
+	// The commit is durable, unlike the other job bookkeeping's: the
+	// notifications are delivered right after it, and a digest lost in a
+	// crash after its delivery would be built again, under a new id, and
+	// announce its shifts twice. (Its flush also makes durable every
+	// transaction committed before it, the events it announces included.)
+	// One flush per batch costs little.
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
+		var err error
+		built, err = digestTx(ctx, tx, ids, now.UTC(), k, lease, enqueue)
+		return err
 	})
 	if err != nil {
-		return nil, classify(fmt.Sprintf("build digest for worker %d", workerID), err)
+		return nil, classify(fmt.Sprintf("build digests for %d workers", len(ids)), err)
 	}
-	return n, nil
+	out := make([]DigestResult, len(workerIDs))
+	for i, id := range workerIDs {
+		out[i] = built[id]
+	}
+	return out, nil
+}
+
+// digestWorkersSQL reads the batch's workers: who they are now and what
+// their last push took into account.
+const digestWorkersSQL = `
+	SELECT b.id, st.worker_id IS NOT NULL, COALESCE(w.profession::text, ''), COALESCE(w.is_active, false),
+	       COALESCE(wd.document_ids, '{}'), COALESCE(st.facilities, '{}'), st.snapshot::text
+	FROM unnest($1::int[]) AS b(id)
+	LEFT JOIN shiftcast.worker_notify_state st ON st.worker_id = b.id
+	LEFT JOIN "Worker" w ON w.id = b.id
+	LEFT JOIN shiftcast.worker_documents wd ON wd.worker_id = b.id`
+
+// activeFacilitiesSQL is every active facility and its requirements.
+const activeFacilitiesSQL = `
+	SELECT fa.id, COALESCE(fr.document_ids, '{}')
+	FROM "Facility" fa
+	LEFT JOIN shiftcast.facility_requirements fr ON fr.facility_id = fa.id
+	WHERE fa.is_active
+	ORDER BY fa.id`
+
+// digestOpeningsSQL reads the openings of professions $1 by transactions at
+// or after $2 (the oldest snapshot's xmin: every older one is visible to
+// all) of shifts starting after $3. Openings are exactly the open shifts
+// (see migration 00011), so the shifts' rows are not read.
+const digestOpeningsSQL = `
+	SELECT opened_xid::text::bigint, shift_id, facility_id, profession::text, start, "end"
+	FROM shiftcast.shift_openings
+	WHERE profession = ANY ($1::"Profession"[]) AND opened_xid >= $2::text::xid8 AND start > $3`
+
+// freshShiftsSQL counts the open future shifts of each (facility,
+// profession) pair given and lists the first $4 of each, soonest first.
+const freshShiftsSQL = `
+	SELECT p.facility_id, p.profession, c.total, s.id, s.start, s."end"
+	FROM unnest($1::int[], $2::text[]) AS p(facility_id, profession)
+	CROSS JOIN LATERAL (
+		SELECT count(*) AS total FROM "Shift"
+		WHERE facility_id = p.facility_id AND profession = p.profession::"Profession"
+		  AND NOT is_deleted AND worker_id IS NULL AND start > $3
+	) c
+	LEFT JOIN LATERAL (
+		SELECT id, start, "end" FROM "Shift"
+		WHERE facility_id = p.facility_id AND profession = p.profession::"Profession"
+		  AND NOT is_deleted AND worker_id IS NULL AND start > $3
+		ORDER BY start, id
+		LIMIT $4
+	) s ON true`
+
+func digestTx(ctx context.Context, tx pgx.Tx, ids []int64, now time.Time, k int, lease time.Duration, enqueue func(ctx context.Context, tx pgx.Tx, notificationID string) error) (map[int64]DigestResult, error) {
+	workers, missing, err := digestWorkers(ctx, tx, ids)
+	if err != nil {
+		return nil, err
+	}
+	active, err := activeFacilities(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	plans := make([]domain.DigestPlan, len(workers))
+	var (
+		profs    []string
+		xmin     = uint64(math.MaxUint64)
+		fresh    []domain.FacilityProfession
+		seenPair = map[domain.FacilityProfession]bool{}
+	)
+	for i := range workers {
+		w := &workers[i]
+		plans[i] = domain.PlanDigest(w, active)
+		for _, f := range plans[i].Fresh {
+			fp := domain.FacilityProfession{FacilityID: f, Profession: w.Profession}
+			if !seenPair[fp] {
+				seenPair[fp] = true
+				fresh = append(fresh, fp)
+			}
+		}
+		if w.Snapshot != nil && len(plans[i].Eligible) > len(plans[i].Fresh) {
+			xmin = min(xmin, w.Snapshot.Xmin)
+			if !slices.Contains(profs, string(w.Profession)) {
+				profs = append(profs, string(w.Profession))
+			}
+		}
+	}
+	b := &domain.DigestBuilder{K: k}
+	if len(profs) > 0 {
+		if b.Openings, err = digestOpenings(ctx, tx, profs, xmin, now); err != nil {
+			return nil, err
+		}
+	}
+	if len(fresh) > 0 {
+		if b.Open, err = freshShifts(ctx, tx, fresh, now, k); err != nil {
+			return nil, err
+		}
+	}
+
+	out := make(map[int64]DigestResult, len(ids))
+	for _, id := range missing {
+		out[id] = DigestResult{WorkerID: id, Err: domain.Errorf(domain.ENOTFOUND, "worker %d has no notification state", id)}
+	}
+	var (
+		stateIDs   = make([]int64, len(workers))
+		stateFacs  = make([]string, len(workers))
+		newIDs     []int64
+		newCounts  []int64
+		newBodies  [][]byte
+		digests    = map[int64]domain.Digest{}
+		facilities []byte
+	)
+	for i := range workers {
+		w := &workers[i]
+		stateIDs[i] = w.ID
+		facilities = appendIntArray(facilities[:0], plans[i].Eligible)
+		stateFacs[i] = string(facilities)
+		d := b.Build(w, plans[i])
+		out[w.ID] = DigestResult{WorkerID: w.ID}
+		if d.Count == 0 {
+			continue
+		}
+		body, err := json.Marshal(d.Shifts)
+		if err != nil {
+			return nil, err
+		}
+		digests[w.ID] = d
+		newIDs, newCounts, newBodies = append(newIDs, w.ID), append(newCounts, int64(d.Count)), append(newBodies, body)
+	}
+	if len(stateIDs) > 0 {
+		// The new watermark: what was eligible and visible in this very
+		// transaction's snapshot.
+		if _, err := tx.Exec(ctx, `
+			UPDATE shiftcast.worker_notify_state st
+			SET facilities = u.facilities::int[], snapshot = pg_current_snapshot(), notified_at = now()
+			FROM unnest($1::int[], $2::text[]) AS u(worker_id, facilities)
+			WHERE st.worker_id = u.worker_id`, stateIDs, stateFacs); err != nil {
+			return nil, err
+		}
+	}
+	if len(newIDs) == 0 {
+		return out, nil
+	}
+	rows, err := tx.Query(ctx, `
+		INSERT INTO shiftcast.notifications (worker_id, count, shifts, lease_until)
+		SELECT u.worker_id, u.count, u.shifts,
+		       CASE WHEN $4::bigint > 0 THEN now() + $4::bigint * interval '1 microsecond' END
+		FROM unnest($1::int[], $2::int[], $3::jsonb[]) AS u(worker_id, count, shifts)
+		RETURNING id::text, worker_id, created_at`, newIDs, newCounts, newBodies, lease.Microseconds())
+	if err != nil {
+		return nil, err
+	}
+	var (
+		nid      string
+		wid      int64
+		created  time.Time
+		recorded []*domain.Notification
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&nid, &wid, &created}, func() error {
+		d := digests[wid]
+		n := &domain.Notification{ID: nid, Type: domain.NotificationTypeShiftsAvailable, WorkerID: wid,
+			Count: d.Count, Shifts: d.Shifts, CreatedAt: created.UTC()}
+		out[wid] = DigestResult{WorkerID: wid, Notification: n}
+		recorded = append(recorded, n)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if enqueue != nil {
+		for _, n := range recorded {
+			if err := enqueue(ctx, tx, n.ID); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// digestWorkers reads the workers of ids that have notification state; the
+// others are returned as missing.
+func digestWorkers(ctx context.Context, tx pgx.Tx, ids []int64) (workers []domain.DigestWorker, missing []int64, err error) {
+	rows, err := tx.Query(ctx, digestWorkersSQL, ids)
+	if err != nil {
+		return nil, nil, err
+	}
+	var (
+		id               int64
+		hasState, isAct  bool
+		prof             string
+		docs, facilities []int64
+		snapshot         pgtype.Text
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &hasState, &prof, &isAct, &docs, &facilities, &snapshot}, func() error {
+		if !hasState {
+			missing = append(missing, id)
+			return nil
+		}
+		w := domain.DigestWorker{ID: id, Profession: internProfession(prof), Active: isAct,
+			Documents: slices.Clone(docs), Facilities: slices.Clone(facilities)}
+		slices.Sort(w.Facilities)
+		if snapshot.Valid {
+			snap, err := domain.ParseSnapshot(snapshot.String)
+			if err != nil {
+				return err
+			}
+			w.Snapshot = &snap
+		}
+		workers = append(workers, w)
+		return nil
+	})
+	return workers, missing, err
+}
+
+func activeFacilities(ctx context.Context, tx pgx.Tx) ([]domain.FacilityRequirements, error) {
+	rows, err := tx.Query(ctx, activeFacilitiesSQL)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		out []domain.FacilityRequirements
+		id  int64
+		req []int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &req}, func() error {
+		out = append(out, domain.FacilityRequirements{ID: id, Required: slices.Clone(req)})
+		return nil
+	})
+	return out, err
+}
+
+func digestOpenings(ctx context.Context, tx pgx.Tx, profs []string, xmin uint64, now time.Time) (map[domain.Profession][]domain.Opening, error) {
+	rows, err := tx.Query(ctx, digestOpeningsSQL, profs, strconv.FormatUint(xmin, 10), now)
+	if err != nil {
+		return nil, err
+	}
+	out := map[domain.Profession][]domain.Opening{}
+	var (
+		xid        int64
+		o          domain.NotificationShift
+		prof       string
+		start, end time.Time
+	)
+	_, err = pgx.ForEachRow(rows, []any{&xid, &o.ID, &o.FacilityID, &prof, &start, &end}, func() error {
+		o.Profession, o.Start, o.End = internProfession(prof), start.UTC(), end.UTC()
+		out[o.Profession] = append(out[o.Profession], domain.Opening{XID: uint64(xid), Shift: o})
+		return nil
+	})
+	for _, list := range out {
+		slices.SortFunc(list, func(a, b domain.Opening) int { return domain.CompareShifts(a.Shift, b.Shift) })
+	}
+	return out, err
+}
+
+func freshShifts(ctx context.Context, tx pgx.Tx, pairs []domain.FacilityProfession, now time.Time, k int) (map[domain.FacilityProfession]domain.OpenShifts, error) {
+	facs := make([]int64, len(pairs))
+	profs := make([]string, len(pairs))
+	for i, p := range pairs {
+		facs[i], profs[i] = p.FacilityID, string(p.Profession)
+	}
+	rows, err := tx.Query(ctx, freshShiftsSQL, facs, profs, now, k)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[domain.FacilityProfession]domain.OpenShifts, len(pairs))
+	var (
+		fac        int64
+		prof       string
+		total      int64
+		id         pgtype.Int8
+		start, end pgtype.Timestamp
+	)
+	_, err = pgx.ForEachRow(rows, []any{&fac, &prof, &total, &id, &start, &end}, func() error {
+		key := domain.FacilityProfession{FacilityID: fac, Profession: internProfession(prof)}
+		o := out[key]
+		o.Count = int(total)
+		if id.Valid {
+			o.First = append(o.First, domain.NotificationShift{ID: id.Int64, FacilityID: fac, Profession: key.Profession,
+				Start: start.Time, End: end.Time})
+		}
+		out[key] = o
+		return nil
+	})
+	return out, err
+}
+
+// appendIntArray appends ids as a PostgreSQL array literal, "{1,2,3}".
+func appendIntArray(dst []byte, ids []int64) []byte {
+	dst = append(dst, '{')
+	for i, id := range ids {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = strconv.AppendInt(dst, id, 10)
+	}
+	return append(dst, '}')
 }
 
 // asyncTx runs fn in a transaction that commits without waiting for the
@@ -225,8 +509,9 @@ func (s *Store) BuildDigest(ctx context.Context, workerID int64, now time.Time, 
 // job's completion in a later, synchronous commit, and the WAL is flushed in
 // order: a crash loses this transaction only together with that completion,
 // and the retried job redoes it (or, for a notify job's delivery, the lease
-// sweep does). Event application never uses it (its ack
-// must follow a durable commit).
+// sweep does). Digests never use it: a notification's delivery must follow
+// a durable commit. (Event application does, followed by Sync before the
+// event's ack.)
 func (s *Store) asyncTx(ctx context.Context, opts pgx.TxOptions, fn func(tx pgx.Tx) error) error {
 	return pgx.BeginTxFunc(ctx, s.pool, opts, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = off"); err != nil {
@@ -279,19 +564,52 @@ func (s *Store) Notification(ctx context.Context, id string) (Delivery, error) {
 // so that a crash while another channel is being tried cannot make a retry
 // send this one again.
 func (s *Store) MarkChannelDelivered(ctx context.Context, id, channel string) error {
-	col := map[string]string{ChannelWebhook: "webhook_delivered_at", ChannelNATS: "nats_delivered_at"}[channel]
-	if col == "" {
-		return fmt.Errorf("unknown channel %q", channel)
+	return s.MarkChannelsDelivered(ctx, []ChannelDelivery{{NotificationID: id, Channel: channel}})
+}
+
+// ChannelDelivery is one notification received on one channel.
+type ChannelDelivery struct {
+	NotificationID, Channel string
+}
+
+// MarkChannelsDelivered records, in one statement, each of ds as
+// MarkChannelDelivered does.
+func (s *Store) MarkChannelsDelivered(ctx context.Context, ds []ChannelDelivery) error {
+	ids := make([]string, len(ds))
+	webhook := make([]bool, len(ds))
+	for i, d := range ds {
+		ids[i] = d.NotificationID
+		switch d.Channel {
+		case ChannelWebhook:
+			webhook[i] = true
+		case ChannelNATS:
+		default:
+			return fmt.Errorf("unknown channel %q", d.Channel)
+		}
 	}
 	err := s.asyncTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, fmt.Sprintf(`
-			UPDATE shiftcast.notifications SET %[1]s = COALESCE(%[1]s, now()) WHERE id = $1`, col), id)
+		_, err := tx.Exec(ctx, `
+			UPDATE shiftcast.notifications t SET
+				webhook_delivered_at = CASE WHEN u.webhook THEN COALESCE(t.webhook_delivered_at, now()) ELSE t.webhook_delivered_at END,
+				nats_delivered_at = CASE WHEN u.webhook THEN t.nats_delivered_at ELSE COALESCE(t.nats_delivered_at, now()) END
+			FROM unnest($1::uuid[], $2::bool[]) AS u(id, webhook)
+			WHERE t.id = u.id`, ids, webhook)
 		return err
 	})
 	if err != nil {
-		return classify("mark notification "+id+" delivered on "+channel, err)
+		return classify(fmt.Sprintf("mark %d notification channels delivered", len(ds)), err)
 	}
 	return nil
+}
+
+// DeliveryOutcome is one delivery attempt of a notification: the channels
+// wanted, those that have it now, the attempt's failure (nil if none) and
+// whether it was the last attempt.
+type DeliveryOutcome struct {
+	NotificationID  string
+	Want, Delivered []string
+	Err             error
+	Final           bool
 }
 
 // FinishDelivery records one delivery attempt in one statement: the
@@ -301,43 +619,81 @@ func (s *Store) MarkChannelDelivered(ctx context.Context, id, channel string) er
 // pending otherwise. A crash between a channel's success and this write
 // only means that channel is sent again, with the same id.
 func (s *Store) FinishDelivery(ctx context.Context, id string, want, delivered []string, lastErr error, final bool) (string, error) {
-	errText := ""
-	if lastErr != nil {
-		errText = lastErr.Error()
+	statuses, err := s.FinishDeliveries(ctx, []DeliveryOutcome{{NotificationID: id, Want: want, Delivered: delivered, Err: lastErr, Final: final}})
+	if err != nil {
+		return "", err
 	}
-	var status string
+	return statuses[0], nil
+}
+
+// FinishDeliveries records many delivery attempts, as FinishDelivery does,
+// in one statement, and returns each notification's status in order.
+func (s *Store) FinishDeliveries(ctx context.Context, outcomes []DeliveryOutcome) ([]string, error) {
+	n := len(outcomes)
+	var (
+		ids                    = make([]string, n)
+		errs                   = make([]string, n)
+		wantHook, wantNATS     = make([]bool, n), make([]bool, n)
+		final, gotHook, gotNAT = make([]bool, n), make([]bool, n), make([]bool, n)
+	)
+	for i, o := range outcomes {
+		ids[i], final[i] = o.NotificationID, o.Final
+		if o.Err != nil {
+			errs[i] = o.Err.Error()
+		}
+		wantHook[i], wantNATS[i] = slices.Contains(o.Want, ChannelWebhook), slices.Contains(o.Want, ChannelNATS)
+		gotHook[i], gotNAT[i] = slices.Contains(o.Delivered, ChannelWebhook), slices.Contains(o.Delivered, ChannelNATS)
+	}
+	status := map[string]string{}
 	err := s.asyncTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
-		return tx.QueryRow(ctx, `
+		rows, err := tx.Query(ctx, `
 		WITH n AS (
-			SELECT id,
-			       CASE WHEN $6 THEN COALESCE(webhook_delivered_at, now()) ELSE webhook_delivered_at END AS webhook_at,
-			       CASE WHEN $7 THEN COALESCE(nats_delivered_at, now()) ELSE nats_delivered_at END AS nats_at
-			FROM shiftcast.notifications WHERE id = $1
+			SELECT t.id, u.err, u.want_webhook, u.want_nats, u.final,
+			       CASE WHEN u.got_webhook THEN COALESCE(t.webhook_delivered_at, now()) ELSE t.webhook_delivered_at END AS webhook_at,
+			       CASE WHEN u.got_nats THEN COALESCE(t.nats_delivered_at, now()) ELSE t.nats_delivered_at END AS nats_at
+			FROM unnest($1::uuid[], $2::text[], $3::bool[], $4::bool[], $5::bool[], $6::bool[], $7::bool[])
+			     AS u(id, err, want_webhook, want_nats, final, got_webhook, got_nats)
+			JOIN shiftcast.notifications t ON t.id = u.id
 		)
 		UPDATE shiftcast.notifications t SET
 			webhook_delivered_at = n.webhook_at,
 			nats_delivered_at = n.nats_at,
 			attempts = t.attempts + 1,
-			last_error = NULLIF($2, ''),
+			last_error = NULLIF(n.err, ''),
 			status = CASE
-				WHEN ($3 AND n.webhook_at IS NULL) OR ($4 AND n.nats_at IS NULL)
-				THEN CASE WHEN $5 THEN 'failed' ELSE 'pending' END
+				WHEN (n.want_webhook AND n.webhook_at IS NULL) OR (n.want_nats AND n.nats_at IS NULL)
+				THEN CASE WHEN n.final THEN 'failed' ELSE 'pending' END
 				ELSE 'delivered' END,
 			delivered_at = CASE
-				WHEN ($3 AND n.webhook_at IS NULL) OR ($4 AND n.nats_at IS NULL) THEN NULL
+				WHEN (n.want_webhook AND n.webhook_at IS NULL) OR (n.want_nats AND n.nats_at IS NULL) THEN NULL
 				ELSE now() END,
 			lease_until = CASE
-				WHEN ($3 AND n.webhook_at IS NULL) OR ($4 AND n.nats_at IS NULL)
-				THEN CASE WHEN $5 THEN NULL ELSE t.lease_until END
+				WHEN (n.want_webhook AND n.webhook_at IS NULL) OR (n.want_nats AND n.nats_at IS NULL)
+				THEN CASE WHEN n.final THEN NULL ELSE t.lease_until END
 				ELSE NULL END
 		FROM n WHERE t.id = n.id
-		RETURNING t.status`, id, errText, contains(want, ChannelWebhook), contains(want, ChannelNATS), final,
-			contains(delivered, ChannelWebhook), contains(delivered, ChannelNATS)).Scan(&status)
+		RETURNING t.id::text, t.status`, ids, errs, wantHook, wantNATS, final, gotHook, gotNAT)
+		if err != nil {
+			return err
+		}
+		var id, st string
+		_, err = pgx.ForEachRow(rows, []any{&id, &st}, func() error {
+			status[id] = st
+			return nil
+		})
+		return err
 	})
 	if err != nil {
-		return "", classify("finish delivery of notification "+id, err)
+		return nil, classify(fmt.Sprintf("finish delivery of %d notifications", n), err)
 	}
-	return status, nil
+	out := make([]string, n)
+	for i, id := range ids {
+		if out[i] = status[id]; out[i] == "" {
+			return nil, fmt.Errorf("finish delivery of notification %s: %w", id,
+				domain.Errorf(domain.ENOTFOUND, "notification %s not found", id))
+		}
+	}
+	return out, nil
 }
 
 // HandOffDelivery passes a leased notification to a retrying job: in one
@@ -393,15 +749,6 @@ func (s *Store) ExpiredLeases(ctx context.Context, limit int, enqueue func(ctx c
 	return len(ids), nil
 }
 
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
 // Prune deletes what the pipeline no longer needs: openings of shifts that
 // have started (they can never be announced again) and event-id records
 // older than keepEvents (redeliveries that old are not expected; the entity
@@ -445,7 +792,7 @@ const baselineSQL = `
 func (s *Store) ResetPipelineState(ctx context.Context) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `
-			TRUNCATE shiftcast.applied_events, shiftcast.entity_positions, shiftcast.shift_openings, shiftcast.notify_scheduled;
+			TRUNCATE shiftcast.applied_events, shiftcast.entity_positions, shiftcast.shift_openings, shiftcast.notify_scheduled, shiftcast.fanout_marks;
 			DELETE FROM shiftcast.worker_notify_state ns WHERE NOT EXISTS (SELECT 1 FROM "Worker" w WHERE w.id = ns.worker_id);
 			INSERT INTO shiftcast.worker_notify_state (worker_id, facilities, snapshot, notified_at)
 			`+baselineSQL+`

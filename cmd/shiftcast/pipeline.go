@@ -36,6 +36,7 @@ type pipelineConfig struct {
 	deliveryLease    time.Duration
 	notifyWorkers    int
 	consumerWorkers  int
+	eventBatch       int
 	maxDeliver       int
 	replicas         int
 	duplicateWindow  time.Duration
@@ -59,8 +60,9 @@ func (c *pipelineConfig) register(fs *flag.FlagSet, getenv func(string) string) 
 	fs.IntVar(&c.deliveryAttempts, "delivery-attempts", 10, "delivery attempts before a notification is marked failed")
 	fs.DurationVar(&c.retryBase, "delivery-retry", time.Second, "first delivery retry delay, doubled per attempt")
 	fs.DurationVar(&c.deliveryLease, "delivery-lease", time.Minute, "how long a digest's builder owns its first delivery before a sweep (every quarter of it) hands it to a deliver job: the delay after a crash mid-delivery")
-	fs.IntVar(&c.notifyWorkers, "notify-workers", 50, "digests built and first-delivered at once by this instance (River notify queue workers)")
-	fs.IntVar(&c.consumerWorkers, "event-workers", 16, "events applied at once by this instance")
+	fs.IntVar(&c.notifyWorkers, "notify-workers", 200, "notify jobs run at once by this instance (River notify queue workers); their digests are built in shared batches")
+	fs.IntVar(&c.consumerWorkers, "event-workers", 64, "events handled at once by this instance")
+	fs.IntVar(&c.eventBatch, "event-batch", 32, "most events applied in one transaction (at most 64)")
 	fs.IntVar(&c.maxDeliver, "event-max-deliver", 10, "deliveries of an event that keeps failing before it is dead-lettered")
 	fs.IntVar(&c.replicas, "stream-replicas", 1, "replicas of the MARKETPLACE streams (3 on a cluster)")
 	fs.DurationVar(&c.duplicateWindow, "stream-duplicate-window", 2*time.Minute, "JetStream duplicate window of the streams")
@@ -179,20 +181,26 @@ func (p *pipeline) start(ctx context.Context, cfg pipelineConfig, st *store.Stor
 	}
 	var committed atomic.Int64
 	cons, err := consumers.NewEventConsumer(sctx, js, consumers.EventsConfig{
-		Apply: func(ctx context.Context, ev domain.Event, seq uint64) (store.Effect, error) {
+		Apply: func(ctx context.Context, evs []store.EventAt) ([]store.Applied, error) {
 			now := time.Now()
 			window := p.jobs.Window(now)
-			eff, err := st.ApplyEvent(ctx, ev, seq, now, p.jobs.EnqueueFor(window))
-			if err == nil {
-				p.jobs.Committed(eff, window)
+			res, err := st.ApplyEvents(ctx, evs, now, p.jobs.EnqueueFor(window))
+			if err != nil {
+				return nil, err
 			}
-			if err == nil && cfg.crashAfterCommit > 0 && committed.Add(1) == int64(cfg.crashAfterCommit) {
-				p.log.Warn("failpoint: crashing after commit, before ack", zap.String("event_id", ev.ID))
-				os.Exit(3)
+			for i, r := range res {
+				if r.Err != nil {
+					continue
+				}
+				p.jobs.Committed(r.Effect, window)
+				if cfg.crashAfterCommit > 0 && committed.Add(1) == int64(cfg.crashAfterCommit) {
+					p.log.Warn("failpoint: crashing after commit, before ack", zap.String("event_id", evs[i].Event.ID))
+					os.Exit(3)
+				}
 			}
-			return eff, err
+			return res, nil
 		},
-		Workers: cfg.consumerWorkers, MaxDeliver: cfg.maxDeliver, AckWait: cfg.ackWait, RetryBase: cfg.eventRetry,
+		Workers: cfg.consumerWorkers, ApplyBatch: cfg.eventBatch, MaxDeliver: cfg.maxDeliver, AckWait: cfg.ackWait, RetryBase: cfg.eventRetry,
 		OnApplied: p.metrics.EventHandled,
 		Logger:    p.log.Named("events"),
 	})
