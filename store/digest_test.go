@@ -437,3 +437,45 @@ func TestBuildDigests_OrderAndRepeats(t *testing.T) {
 	require.Empty(t, res)
 	require.Equal(t, 5, p.count(t, `SELECT count(*) FROM shiftcast.notifications`))
 }
+
+// TestBuildDigests_StaleWorkerReadsOlderOpeningsByFacility checks the batch
+// whose workers' watermarks differ widely: the one told long ago (older
+// than nine in ten of the batch) gets every shift opened since its last
+// push at its facilities, read apart from the batch's shared range, and
+// the others only what is new to them.
+func TestBuildDigests_StaleWorkerReadsOlderOpeningsByFacility(t *testing.T) {
+	t.Parallel()
+	p := newPipe(t)
+	basicWorld(t, p) // worker 1: CNA holding document 1 (facilities 1 and 2)
+	for w := int64(2); w <= 12; w++ {
+		p.worker(t, w, domain.CNA, true, 1, 2) // facilities 1, 2 and 3
+	}
+	all := []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
+	_, err := p.st.BuildDigests(bg, all, p.now, 100, 0) // everyone's watermark: now
+	require.NoError(t, err)
+
+	p.shift(t, 100, 1, domain.CNA, 24*time.Hour)              // seen by nobody yet
+	p.shift(t, 101, 3, domain.CNA, 25*time.Hour)              // not for worker 1
+	p.shift(t, 102, 2, domain.RN, 26*time.Hour)               // other profession
+	res, err := p.st.BuildDigests(bg, all[1:], p.now, 100, 0) // all but worker 1
+	require.NoError(t, err)
+	for _, r := range res {
+		require.Equal(t, []int64{100, 101}, shiftIDs(r.Notification), "worker %d", r.WorkerID)
+	}
+
+	p.shift(t, 103, 2, domain.CNA, 12*time.Hour)
+	p.shift(t, 104, 3, domain.CNA, 13*time.Hour)
+	res, err = p.st.BuildDigests(bg, all, p.now, 100, 0)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), res[0].WorkerID)
+	require.Equal(t, []int64{103, 100}, shiftIDs(res[0].Notification),
+		"the stale worker: what opened since its last push, at its facilities")
+	for _, r := range res[1:] {
+		require.Equal(t, []int64{103, 104}, shiftIDs(r.Notification), "worker %d: only what is new to it", r.WorkerID)
+	}
+	res, err = p.st.BuildDigests(bg, all, p.now, 100, 0)
+	require.NoError(t, err)
+	for _, r := range res {
+		require.Nil(t, r.Notification, "worker %d: nothing twice", r.WorkerID)
+	}
+}

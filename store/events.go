@@ -164,21 +164,16 @@ func (e *Effect) merge(other Effect) {
 // savepoint and is returned as the event's; one that leaves the
 // transaction unusable is returned as an errBatch.
 func applyOne(ctx context.Context, tx pgx.Tx, ev domain.Event, seq uint64, now time.Time) (Effect, error) {
-	// Savepoints are not released: releasing costs a round trip and frees
-	// nothing (the subtransaction stays in the transaction until commit),
-	// and ROLLBACK TO names the latest one.
-	if _, err := tx.Exec(ctx, "SAVEPOINT apply_event"); err != nil {
-		return Effect{}, errBatch{err}
-	}
 	eff, err := applyInTx(ctx, tx, ev, seq, now)
 	if err == nil {
 		return eff, nil
 	}
-	if isUnavailable(err) || isConflict(err) || ctx.Err() != nil {
+	var be errBatch
+	if errors.As(err, &be) || isUnavailable(err) || isConflict(err) || ctx.Err() != nil {
 		return Effect{}, errBatch{err}
 	}
-	if _, rerr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT apply_event"); rerr != nil {
-		return Effect{}, errBatch{rerr}
+	if err := rollbackEvent(ctx, tx); err != nil {
+		return Effect{}, err
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23503" { // foreign_key_violation
@@ -187,41 +182,73 @@ func applyOne(ctx context.Context, tx pgx.Tx, ev domain.Event, seq uint64, now t
 	return Effect{}, fmt.Errorf("apply %s %s: %w", ev.Type, ev.ID, err)
 }
 
+// rollbackEvent undoes what the current event did, back to its savepoint.
+func rollbackEvent(ctx context.Context, tx pgx.Tx) error {
+	if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT apply_event"); err != nil {
+		return errBatch{err}
+	}
+	return nil
+}
+
 // applyInTx records the event id, advances the entity's position and
-// applies the event, all in tx.
+// applies the event, all in tx, inside a savepoint it opens.
+//
+// The savepoint, the id record and the position go in one round trip: the
+// position is advanced before knowing whether the event is a repeat, and a
+// repeat (rare) rolls back to the savepoint. Savepoints are not released:
+// releasing costs a round trip and frees nothing (the subtransaction stays
+// in the transaction until commit), and ROLLBACK TO names the latest one.
 func applyInTx(ctx context.Context, tx pgx.Tx, ev domain.Event, seq uint64, now time.Time) (Effect, error) {
 	var eff Effect
-	tag, err := tx.Exec(ctx, `
+	b := &pgx.Batch{}
+	b.Queue("SAVEPOINT apply_event")
+	b.Queue(`
 		INSERT INTO shiftcast.applied_events (event_id, event_type, stream_seq, event_time, outcome)
 		VALUES ($1, $2, $3, $4, 'applied') ON CONFLICT (event_id) DO NOTHING`,
 		ev.ID, ev.Type, int64(seq), ev.Time)
+	// Creations only insert what is absent, so they can never undo a
+	// newer state, and they must not move the position either: a claim
+	// retried because it arrived before its shift's creation carries an
+	// older stream sequence than that creation and must still apply.
+	positioned := !isCreation(ev.Type)
+	if positioned {
+		kind, id1, id2 := entityOf(ev)
+		b.Queue(`
+			INSERT INTO shiftcast.entity_positions (kind, id1, id2, seq) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (kind, id1, id2) DO UPDATE SET seq = EXCLUDED.seq
+			WHERE entity_positions.seq < EXCLUDED.seq
+			RETURNING true`, kind, id1, id2, int64(seq))
+	}
+	br := tx.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		_ = br.Close()
+		return eff, errBatch{err}
+	}
+	tag, err := br.Exec()
+	newer := false
+	if err == nil && positioned {
+		err = br.QueryRow().Scan(&newer)
+		if errors.Is(err, pgx.ErrNoRows) {
+			err = nil
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return eff, err
 	}
 	if tag.RowsAffected() == 0 {
 		eff.Outcome = OutcomeDuplicate
+		if newer { // the position moved for a repeat: undo it
+			return eff, rollbackEvent(ctx, tx)
+		}
 		return eff, nil
 	}
-	// Creations only insert what is absent, so they can never undo a
-	// newer state, and they must not move the position either: a claim
-	// retried because it arrived before its shift's creation carries an
-	// older stream sequence than that creation and must still apply.
-	if !isCreation(ev.Type) {
-		kind, id1, id2 := entityOf(ev)
-		var newer bool
-		err = tx.QueryRow(ctx, `
-			INSERT INTO shiftcast.entity_positions (kind, id1, id2, seq) VALUES ($1, $2, $3, $4)
-			ON CONFLICT (kind, id1, id2) DO UPDATE SET seq = EXCLUDED.seq
-			WHERE entity_positions.seq < EXCLUDED.seq
-			RETURNING true`, kind, id1, id2, int64(seq)).Scan(&newer)
-		if errors.Is(err, pgx.ErrNoRows) {
-			eff.Outcome = OutcomeStale
-			_, err = tx.Exec(ctx, `UPDATE shiftcast.applied_events SET outcome = 'stale' WHERE event_id = $1`, ev.ID)
-			return eff, err
-		}
-		if err != nil {
-			return eff, err
-		}
+	if positioned && !newer {
+		eff.Outcome = OutcomeStale
+		_, err = tx.Exec(ctx, `UPDATE shiftcast.applied_events SET outcome = 'stale' WHERE event_id = $1`, ev.ID)
+		return eff, err
 	}
 	eff.Outcome = OutcomeApplied
 	return eff, apply(ctx, tx, ev, now, &eff)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 	"time"
@@ -235,26 +234,33 @@ const activeFacilitiesSQL = `
 	ORDER BY fa.id`
 
 // digestOpeningsSQL reads the openings of professions $1 by transactions at
-// or after $2 (the oldest snapshot's xmin: every older one is visible to
-// all) of shifts starting after $3. Openings are exactly the open shifts
-// (see migration 00011), so the shifts' rows are not read.
+// or after $2 of shifts starting after $3. Openings are exactly the open
+// shifts (see migration 00011), so the shifts' rows are not read.
 const digestOpeningsSQL = `
 	SELECT opened_xid::text::bigint, shift_id, facility_id, profession::text, start, "end"
 	FROM shiftcast.shift_openings
 	WHERE profession = ANY ($1::"Profession"[]) AND opened_xid >= $2::text::xid8 AND start > $3`
 
+// staleOpeningsSQL reads, for each (facility $1, profession $2) pair, the
+// openings by transactions from $3 (that pair's oldest watermark) up to,
+// not including, $4, of shifts starting after $5.
+const staleOpeningsSQL = `
+	SELECT o.opened_xid::text::bigint, o.shift_id, o.facility_id, o.profession::text, o.start, o."end"
+	FROM unnest($1::int[], $2::text[], $3::text[]) AS q(facility_id, profession, xmin)
+	JOIN shiftcast.shift_openings o
+	  ON o.profession = q.profession::"Profession" AND o.facility_id = q.facility_id
+	 AND o.opened_xid >= q.xmin::xid8 AND o.opened_xid < $4::text::xid8
+	WHERE o.start > $5`
+
 // freshShiftsSQL counts the open future shifts of each (facility,
-// profession) pair given and lists the first $4 of each, soonest first.
+// profession) pair given and lists the first $4 of each, soonest first, in
+// one pass over each pair's open shifts (the count is taken before the
+// limit).
 const freshShiftsSQL = `
-	SELECT p.facility_id, p.profession, c.total, s.id, s.start, s."end"
+	SELECT p.facility_id, p.profession, COALESCE(s.total, 0), s.id, s.start, s."end"
 	FROM unnest($1::int[], $2::text[]) AS p(facility_id, profession)
-	CROSS JOIN LATERAL (
-		SELECT count(*) AS total FROM "Shift"
-		WHERE facility_id = p.facility_id AND profession = p.profession::"Profession"
-		  AND NOT is_deleted AND worker_id IS NULL AND start > $3
-	) c
 	LEFT JOIN LATERAL (
-		SELECT id, start, "end" FROM "Shift"
+		SELECT id, start, "end", count(*) OVER () AS total FROM "Shift"
 		WHERE facility_id = p.facility_id AND profession = p.profession::"Profession"
 		  AND NOT is_deleted AND worker_id IS NULL AND start > $3
 		ORDER BY start, id
@@ -272,10 +278,10 @@ func digestTx(ctx context.Context, tx pgx.Tx, ids []int64, now time.Time, k int,
 	}
 	plans := make([]domain.DigestPlan, len(workers))
 	var (
-		profs    []string
-		xmin     = uint64(math.MaxUint64)
 		fresh    []domain.FacilityProfession
 		seenPair = map[domain.FacilityProfession]bool{}
+		reading  []int // the workers that read openings
+		xmins    []uint64
 	)
 	for i := range workers {
 		w := &workers[i]
@@ -288,15 +294,40 @@ func digestTx(ctx context.Context, tx pgx.Tx, ids []int64, now time.Time, k int,
 			}
 		}
 		if w.Snapshot != nil && len(plans[i].Eligible) > len(plans[i].Fresh) {
-			xmin = min(xmin, w.Snapshot.Xmin)
-			if !slices.Contains(profs, string(w.Profession)) {
-				profs = append(profs, string(w.Profession))
-			}
+			reading = append(reading, i)
+			xmins = append(xmins, w.Snapshot.Xmin)
 		}
 	}
 	b := &domain.DigestBuilder{K: k}
-	if len(profs) > 0 {
-		if b.Openings, err = digestOpenings(ctx, tx, profs, xmin, now); err != nil {
+	if len(reading) > 0 {
+		// Nine workers in ten share one range read, from the oldest of
+		// their watermarks; the older ones' earlier openings are read by
+		// facility, only where they are eligible.
+		slices.Sort(xmins)
+		split := xmins[len(xmins)/10]
+		var (
+			profs []string
+			older = map[domain.FacilityProfession]uint64{}
+		)
+		for _, i := range reading {
+			w := &workers[i]
+			if !slices.Contains(profs, string(w.Profession)) {
+				profs = append(profs, string(w.Profession))
+			}
+			if w.Snapshot.Xmin >= split {
+				continue
+			}
+			for _, f := range plans[i].Eligible {
+				if _, isFresh := slices.BinarySearch(plans[i].Fresh, f); isFresh {
+					continue // counted whole
+				}
+				fp := domain.FacilityProfession{FacilityID: f, Profession: w.Profession}
+				if x, ok := older[fp]; !ok || w.Snapshot.Xmin < x {
+					older[fp] = w.Snapshot.Xmin
+				}
+			}
+		}
+		if b.Openings, err = digestOpenings(ctx, tx, profs, split, older, now); err != nil {
 			return nil, err
 		}
 	}
@@ -437,11 +468,10 @@ func activeFacilities(ctx context.Context, tx pgx.Tx) ([]domain.FacilityRequirem
 	return out, err
 }
 
-func digestOpenings(ctx context.Context, tx pgx.Tx, profs []string, xmin uint64, now time.Time) (map[domain.Profession][]domain.Opening, error) {
-	rows, err := tx.Query(ctx, digestOpeningsSQL, profs, strconv.FormatUint(xmin, 10), now)
-	if err != nil {
-		return nil, err
-	}
+// digestOpenings reads, per profession in (start, id) order, the openings
+// of professions profs from transaction split on, and those of the pairs
+// in older from each one's xmin up to split.
+func digestOpenings(ctx context.Context, tx pgx.Tx, profs []string, split uint64, older map[domain.FacilityProfession]uint64, now time.Time) (map[domain.Profession][]domain.Opening, error) {
 	out := map[domain.Profession][]domain.Opening{}
 	var (
 		xid        int64
@@ -449,15 +479,38 @@ func digestOpenings(ctx context.Context, tx pgx.Tx, profs []string, xmin uint64,
 		prof       string
 		start, end time.Time
 	)
-	_, err = pgx.ForEachRow(rows, []any{&xid, &o.ID, &o.FacilityID, &prof, &start, &end}, func() error {
+	scan := []any{&xid, &o.ID, &o.FacilityID, &prof, &start, &end}
+	add := func() error {
 		o.Profession, o.Start, o.End = internProfession(prof), start.UTC(), end.UTC()
 		out[o.Profession] = append(out[o.Profession], domain.Opening{XID: uint64(xid), Shift: o})
 		return nil
-	})
+	}
+	rows, err := tx.Query(ctx, digestOpeningsSQL, profs, strconv.FormatUint(split, 10), now)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := pgx.ForEachRow(rows, scan, add); err != nil {
+		return nil, err
+	}
+	if len(older) > 0 {
+		facs := make([]int64, 0, len(older))
+		oprofs := make([]string, 0, len(older))
+		oxmins := make([]string, 0, len(older))
+		for fp, x := range older {
+			facs, oprofs, oxmins = append(facs, fp.FacilityID), append(oprofs, string(fp.Profession)), append(oxmins, strconv.FormatUint(x, 10))
+		}
+		rows, err := tx.Query(ctx, staleOpeningsSQL, facs, oprofs, oxmins, strconv.FormatUint(split, 10), now)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := pgx.ForEachRow(rows, scan, add); err != nil {
+			return nil, err
+		}
+	}
 	for _, list := range out {
 		slices.SortFunc(list, func(a, b domain.Opening) int { return domain.CompareShifts(a.Shift, b.Shift) })
 	}
-	return out, err
+	return out, nil
 }
 
 func freshShifts(ctx context.Context, tx pgx.Tx, pairs []domain.FacilityProfession, now time.Time, k int) (map[domain.FacilityProfession]domain.OpenShifts, error) {
@@ -588,13 +641,18 @@ func (s *Store) MarkChannelsDelivered(ctx context.Context, ds []ChannelDelivery)
 		}
 	}
 	err := s.asyncTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `
-			UPDATE shiftcast.notifications t SET
-				webhook_delivered_at = CASE WHEN u.webhook THEN COALESCE(t.webhook_delivered_at, now()) ELSE t.webhook_delivered_at END,
-				nats_delivered_at = CASE WHEN u.webhook THEN t.nats_delivered_at ELSE COALESCE(t.nats_delivered_at, now()) END
-			FROM unnest($1::uuid[], $2::bool[]) AS u(id, webhook)
-			WHERE t.id = u.id`, ids, webhook)
-		return err
+		for _, round := range rounds(ids) {
+			_, err := tx.Exec(ctx, `
+				UPDATE shiftcast.notifications t SET
+					webhook_delivered_at = CASE WHEN u.webhook THEN COALESCE(t.webhook_delivered_at, now()) ELSE t.webhook_delivered_at END,
+					nats_delivered_at = CASE WHEN u.webhook THEN t.nats_delivered_at ELSE COALESCE(t.nats_delivered_at, now()) END
+				FROM unnest($1::uuid[], $2::bool[]) AS u(id, webhook)
+				WHERE t.id = u.id`, pick(ids, round), pick(webhook, round))
+			if err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return classify(fmt.Sprintf("mark %d notification channels delivered", len(ds)), err)
@@ -644,9 +702,10 @@ func (s *Store) FinishDeliveries(ctx context.Context, outcomes []DeliveryOutcome
 		wantHook[i], wantNATS[i] = slices.Contains(o.Want, ChannelWebhook), slices.Contains(o.Want, ChannelNATS)
 		gotHook[i], gotNAT[i] = slices.Contains(o.Delivered, ChannelWebhook), slices.Contains(o.Delivered, ChannelNATS)
 	}
-	status := map[string]string{}
+	out := make([]string, n)
 	err := s.asyncTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `
+		for _, round := range rounds(ids) {
+			rows, err := tx.Query(ctx, `
 		WITH n AS (
 			SELECT t.id, u.err, u.want_webhook, u.want_nats, u.final,
 			       CASE WHEN u.got_webhook THEN COALESCE(t.webhook_delivered_at, now()) ELSE t.webhook_delivered_at END AS webhook_at,
@@ -672,28 +731,62 @@ func (s *Store) FinishDeliveries(ctx context.Context, outcomes []DeliveryOutcome
 				THEN CASE WHEN n.final THEN NULL ELSE t.lease_until END
 				ELSE NULL END
 		FROM n WHERE t.id = n.id
-		RETURNING t.id::text, t.status`, ids, errs, wantHook, wantNATS, final, gotHook, gotNAT)
-		if err != nil {
-			return err
+		RETURNING t.id::text, t.status`, pick(ids, round), pick(errs, round), pick(wantHook, round),
+				pick(wantNATS, round), pick(final, round), pick(gotHook, round), pick(gotNAT, round))
+			if err != nil {
+				return err
+			}
+			status := map[string]string{}
+			var id, st string
+			if _, err := pgx.ForEachRow(rows, []any{&id, &st}, func() error {
+				status[id] = st
+				return nil
+			}); err != nil {
+				return err
+			}
+			for _, i := range round {
+				if out[i] = status[ids[i]]; out[i] == "" {
+					// Rolls back the others: a caller retrying never
+					// counts an attempt twice.
+					return domain.Errorf(domain.ENOTFOUND, "notification %s not found", ids[i])
+				}
+			}
 		}
-		var id, st string
-		_, err = pgx.ForEachRow(rows, []any{&id, &st}, func() error {
-			status[id] = st
-			return nil
-		})
-		return err
+		return nil
 	})
 	if err != nil {
 		return nil, classify(fmt.Sprintf("finish delivery of %d notifications", n), err)
 	}
-	out := make([]string, n)
-	for i, id := range ids {
-		if out[i] = status[id]; out[i] == "" {
-			return nil, fmt.Errorf("finish delivery of notification %s: %w", id,
-				domain.Errorf(domain.ENOTFOUND, "notification %s not found", id))
-		}
-	}
 	return out, nil
+}
+
+// rounds splits the indexes of ids so that no id repeats within a round:
+// the k-th occurrence of an id goes to round k. An UPDATE ... FROM changes a
+// row once however many input rows match it, so repeats need a statement
+// of their own, after the first, as separate calls would have run.
+func rounds(ids []string) [][]int {
+	var (
+		out  [][]int
+		seen = map[string]int{}
+	)
+	for i, id := range ids {
+		k := seen[id]
+		seen[id] = k + 1
+		if k == len(out) {
+			out = append(out, nil)
+		}
+		out[k] = append(out[k], i)
+	}
+	return out
+}
+
+// pick returns the elements of xs at indexes idx.
+func pick[T any](xs []T, idx []int) []T {
+	out := make([]T, len(idx))
+	for j, i := range idx {
+		out[j] = xs[i]
+	}
+	return out
 }
 
 // HandOffDelivery passes a leased notification to a retrying job: in one

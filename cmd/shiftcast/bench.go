@@ -129,6 +129,7 @@ func runBenchEvents(ctx context.Context, args []string, getenv func(string) stri
 	fs.IntVar(&cfg.InFlight, "in-flight", bench.DefaultEventsInFlight, "unacknowledged async publishes per publisher")
 	fs.Int64Var(&cfg.Seed, "seed", 0, "generator seed (0: from the clock)")
 	fs.IntVar(&cfg.Cooldown, "cooldown", bench.DefaultCooldown, "events that must pass before an entity an event changed is changed again")
+	mix := fs.String("mix", "realistic", "event mix: realistic (mostly shifts' lifecycle) or churn (eligibility changing all the time)")
 	fs.DurationVar(&cfg.Wait, "wait", bench.DefaultEventsWait, "how long to wait for the published events to be applied")
 	fs.IntVar(&cfg.OpenShifts, "open-shifts", bench.DefaultEventsOpenShifts, "existing open shifts loaded for claims and deletions")
 	fs.StringVar(&listen, "listen", "", "also run a webhook receiver on this address during the run and count what it gets (needs --webhook-secret)")
@@ -137,6 +138,10 @@ func runBenchEvents(ctx context.Context, args []string, getenv func(string) stri
 	fs.BoolVar(&quiet, "quiet", false, "no progress lines on stderr")
 	if help, err := parse(fs, args); help || err != nil {
 		return err
+	}
+	var ok bool
+	if cfg.Mix, ok = bench.Mixes[*mix]; !ok {
+		return fmt.Errorf("%w: --mix %q: want realistic or churn", errUsage, *mix)
 	}
 	cfg.NATSURL, cfg.DatabaseURL = c.natsURL, c.databaseURL
 	natsOpts, err := c.natsOptions()
