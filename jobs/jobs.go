@@ -244,13 +244,13 @@ type Pipeline struct {
 func New(pool *pgxpool.Pool, cfg Config) (*Pipeline, error) {
 	cfg.defaults()
 	p := &Pipeline{cfg: cfg, log: cfg.Logger}
-	p.digests = batch.New(cfg.DigestBatch, 2, func(ctx context.Context, ids []int64) ([]store.DigestResult, error) {
+	p.digests = batch.New(cfg.DigestBatch, 1, func(ctx context.Context, ids []int64) ([]store.DigestResult, error) {
 		return cfg.Store.BuildDigests(ctx, ids, cfg.Now(), cfg.DigestSize, cfg.DeliveryLease)
 	})
-	p.marks = batch.New(cfg.DigestBatch, 2, func(ctx context.Context, ds []store.ChannelDelivery) ([]struct{}, error) {
+	p.marks = batch.New(cfg.DigestBatch, 1, func(ctx context.Context, ds []store.ChannelDelivery) ([]struct{}, error) {
 		return make([]struct{}, len(ds)), cfg.Store.MarkChannelsDelivered(ctx, ds)
 	})
-	p.finishes = batch.New(cfg.DigestBatch, 2, cfg.Store.FinishDeliveries)
+	p.finishes = batch.New(cfg.DigestBatch, 1, cfg.Store.FinishDeliveries)
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &fanoutWorker{p: p})
 	river.AddWorker(workers, &notifyWorker{p: p})

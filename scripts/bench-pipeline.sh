@@ -5,14 +5,16 @@
 #      marketplace profile on the first run (~300 facilities, ~30,000
 #      workers, ~300,000 shifts over the next 28 days);
 #   2. `shiftcast serve` runs as its own process, its webhook pointed at
-#      the benchmark's receiver ($HOOK) with a 5-second digest window;
+#      the benchmark's receiver ($HOOK), with the default 30-second digest
+#      window (DIGEST_WINDOW, e.g. 5s, changes it);
 #   3. `shiftcast bench deliveries` runs the receiver, publishes one new
 #      shift of every profession at the $FACILITIES facilities with the
 #      fewest requirements, and measures notifications delivered/s. It runs
 #      first, on a quiet pipeline, since it needs serve's webhook and counts
 #      what arrives;
-#   4. `shiftcast bench events` publishes the realistic event mix at 2,000
-#      events/s for DURATION, then as fast as it can ($MAX_EVENTS events),
+#   4. `shiftcast bench events` publishes the event mix ($MIX: realistic or
+#      churn) at 2,000 events/s for DURATION, then as fast as it can
+#      ($MAX_EVENTS events; MAX_EVENTS=0 skips that run),
 #      and reports events/s applied and event→applied latency percentiles
 #      (the receiver keeps running so serve's deliveries succeed);
 #   5. CPU seconds per process during each run, and serve's peak memory.
@@ -20,7 +22,10 @@
 #
 # Usage: scripts/bench-pipeline.sh [DURATION]      (default 30s)
 # Environment: DIR (data, default /var/tmp/shiftcast-bench-pipeline),
-# FACILITIES (default 10), MAX_EVENTS (default 60000), DEBUG_ADDR (e.g.
+# FACILITIES (default 10), MAX_EVENTS (default 60000), MIX (default
+# realistic), DIGEST_WINDOW (default 30s), RESEED=1 (reload the marketplace
+# profile first, so that a run does not inherit earlier runs' shifts and
+# watermarks), SERVE_ARGS (extra serve flags), DEBUG_ADDR (e.g.
 # 127.0.0.1:6061: serve's pprof, and a 20s CPU profile of serve during the
 # rate-limited run saved to $DIR/serve-events.pprof).
 set -euo pipefail
@@ -29,6 +34,9 @@ DURATION=${1:-30s}
 DIR=${DIR:-/var/tmp/shiftcast-bench-pipeline}
 FACILITIES=${FACILITIES:-10}
 MAX_EVENTS=${MAX_EVENTS:-60000}
+MIX=${MIX:-realistic}
+DIGEST_WINDOW=${DIGEST_WINDOW:-30s}
+RESEED=${RESEED:-}
 DEBUG_ADDR=${DEBUG_ADDR:-}
 BIN=bin/shiftcast
 PG=postgres://postgres@127.0.0.1:5434/postgres
@@ -65,8 +73,15 @@ psql -qtA "$PG" -c "SELECT 'dataset: ' || (SELECT count(*) FROM \"Facility\") ||
   (SELECT count(*) FROM \"Worker\") || ' workers, ' || (SELECT count(*) FROM \"Shift\") || ' shifts, ' ||
   (SELECT count(*) FROM \"Document\") || ' documents'" 2>/dev/null || true
 
+if [ -n "$RESEED" ]; then
+  echo "== reseeding the marketplace profile"
+  "$BIN" seed --profile marketplace --reset | tail -2
+  psql -qtA "$PG" -c "TRUNCATE river_job" -c "UPDATE river_queue SET paused_at = NULL" >/dev/null
+fi
 serve_args=(--http-addr 127.0.0.1:8081 --webhook-url "http://$HOOK" --webhook-secret "$SECRET"
-  --digest-window 5s --log-level warn)
+  --digest-window "$DIGEST_WINDOW" --log-level warn)
+# shellcheck disable=SC2206
+[ -n "${SERVE_ARGS:-}" ] && serve_args+=($SERVE_ARGS)
 [ -n "$DEBUG_ADDR" ] && serve_args+=(--debug-addr "$DEBUG_ADDR")
 DATABASE_URL="${SERVE_PG:-$DATABASE_URL}" "$BIN" serve "${serve_args[@]}" >"$DIR/serve.log" 2>&1 &
 serve=$!
@@ -131,22 +146,24 @@ bench deliveries --listen "$HOOK" --webhook-secret "$SECRET" --facilities "$FACI
 cpu_report "$before" "$(cpu_snapshot)"
 
 echo
-echo "== bench events --rate 2000 --duration $DURATION"
+echo "== bench events --rate 2000 --duration $DURATION --mix $MIX"
 wait_jobs
 before=$(cpu_snapshot)
 if [ -n "$DEBUG_ADDR" ]; then
   (sleep 5; curl -fs "http://$DEBUG_ADDR/debug/pprof/profile?seconds=20" -o "$DIR/serve-events.pprof" &&
     echo "(serve CPU profile: go tool pprof -top $BIN $DIR/serve-events.pprof)") &
 fi
-bench events --rate 2000 --duration "$DURATION" --listen "$HOOK" --webhook-secret "$SECRET"
+bench events --rate 2000 --duration "$DURATION" --mix "$MIX" --listen "$HOOK" --webhook-secret "$SECRET"
 cpu_report "$before" "$(cpu_snapshot)"
 
-echo
-echo "== bench events --rate 0 (as fast as possible) --events $MAX_EVENTS --duration $DURATION"
-wait_jobs
-before=$(cpu_snapshot)
-bench events --rate 0 --events "$MAX_EVENTS" --duration "$DURATION" --listen "$HOOK" --webhook-secret "$SECRET"
-cpu_report "$before" "$(cpu_snapshot)"
+if [ "$MAX_EVENTS" != 0 ]; then
+  echo
+  echo "== bench events --rate 0 (as fast as possible) --events $MAX_EVENTS --duration $DURATION --mix $MIX"
+  wait_jobs
+  before=$(cpu_snapshot)
+  bench events --rate 0 --events "$MAX_EVENTS" --duration "$DURATION" --mix "$MIX" --listen "$HOOK" --webhook-secret "$SECRET"
+  cpu_report "$before" "$(cpu_snapshot)"
+fi
 
 echo
 echo "== serve resident memory"

@@ -204,8 +204,8 @@ func applyInTx(ctx context.Context, tx pgx.Tx, ev domain.Event, seq uint64, now 
 	b.Queue("SAVEPOINT apply_event")
 	b.Queue(`
 		INSERT INTO shiftcast.applied_events (event_id, event_type, stream_seq, event_time, outcome)
-		VALUES ($1, $2, $3, $4, 'applied') ON CONFLICT (event_id) DO NOTHING`,
-		ev.ID, ev.Type, int64(seq), ev.Time)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING`,
+		ev.ID, ev.Type, int64(seq), ev.Time, OutcomeApplied)
 	// Creations only insert what is absent, so they can never undo a
 	// newer state, and they must not move the position either: a claim
 	// retried because it arrived before its shift's creation carries an
@@ -219,6 +219,10 @@ func applyInTx(ctx context.Context, tx pgx.Tx, ev domain.Event, seq uint64, now 
 			WHERE entity_positions.seq < EXCLUDED.seq
 			RETURNING true`, kind, id1, id2, int64(seq))
 	}
+	// The most frequent events' own statements go in the same round trip,
+	// before knowing whether the event is a repeat or stale: those rare
+	// cases roll back to the savepoint.
+	read := queueApply(b, ev, now)
 	br := tx.SendBatch(ctx, b)
 	if _, err := br.Exec(); err != nil {
 		_ = br.Close()
@@ -232,26 +236,83 @@ func applyInTx(ctx context.Context, tx pgx.Tx, ev domain.Event, seq uint64, now 
 			err = nil
 		}
 	}
-	if cerr := br.Close(); err == nil {
+	fresh := err == nil && tag.RowsAffected() == 1 && (!positioned || newer)
+	if fresh && read != nil {
+		err = read(br, &eff)
+	}
+	cerr := br.Close()
+	if err == nil && fresh {
 		err = cerr
 	}
 	if err != nil {
 		return eff, err
 	}
-	if tag.RowsAffected() == 0 {
+	// What the statements queued after the bookkeeping did (or failed to
+	// do, cerr) does not count for a repeat or a stale event: undone.
+	speculated := read != nil || newer
+	switch {
+	case tag.RowsAffected() == 0:
 		eff.Outcome = OutcomeDuplicate
-		if newer { // the position moved for a repeat: undo it
+		if speculated {
 			return eff, rollbackEvent(ctx, tx)
 		}
 		return eff, nil
-	}
-	if positioned && !newer {
+	case positioned && !newer:
 		eff.Outcome = OutcomeStale
+		if read != nil {
+			if err := rollbackEvent(ctx, tx); err != nil {
+				return eff, err
+			}
+			_, err = tx.Exec(ctx, `
+				INSERT INTO shiftcast.applied_events (event_id, event_type, stream_seq, event_time, outcome)
+				VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING`,
+				ev.ID, ev.Type, int64(seq), ev.Time, OutcomeStale)
+			return eff, err
+		}
 		_, err = tx.Exec(ctx, `UPDATE shiftcast.applied_events SET outcome = 'stale' WHERE event_id = $1`, ev.ID)
 		return eff, err
 	}
 	eff.Outcome = OutcomeApplied
+	if read != nil {
+		return eff, nil
+	}
 	return eff, apply(ctx, tx, ev, now, &eff)
+}
+
+// queueApply queues the statements of the events applied in the same
+// round trip as their bookkeeping (new and claimed shifts: most of them)
+// and returns what reads their results into the effect; nil for the
+// others, which apply runs statement by statement.
+func queueApply(b *pgx.Batch, ev domain.Event, now time.Time) func(br pgx.BatchResults, eff *Effect) error {
+	switch d := ev.Data.(type) {
+	case *domain.ShiftCreated:
+		b.Queue(`
+			INSERT INTO "Shift" (id, start, "end", profession, is_deleted, facility_id, worker_id)
+			VALUES ($1, $2, $3, $4, false, $5, NULL) ON CONFLICT (id) DO NOTHING`,
+			d.ID, d.Start, d.End, string(d.Profession), d.FacilityID)
+		b.Queue(openedSQL, d.ID, now.UTC())
+		return func(br pgx.BatchResults, eff *Effect) error {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+			return readOpened(br.QueryRow(), eff)
+		}
+	case *domain.ShiftClaimed:
+		b.Queue(`UPDATE "Shift" SET worker_id = $2 WHERE id = $1`, d.ShiftID, d.WorkerID)
+		b.Queue(`DELETE FROM shiftcast.shift_openings WHERE shift_id = $1`, d.ShiftID)
+		return func(br pgx.BatchResults, _ *Effect) error {
+			tag, err := br.Exec()
+			if err != nil {
+				return err
+			}
+			if tag.RowsAffected() == 0 {
+				return missing("shift %d", d.ShiftID)
+			}
+			_, err = br.Exec()
+			return err
+		}
+	}
+	return nil
 }
 
 func isCreation(typ string) bool {
@@ -316,29 +377,14 @@ func allProfessions(facilityID int64) []Fanout {
 	return out
 }
 
-// apply changes the marketplace tables for one event and fills in who may
+// apply changes the marketplace tables for one event (new and claimed
+// shifts: see queueApply) and fills in who may
 // have new shifts. Events carry the state they set, so applying one whose
 // state is already there (a shared database, a replay after the id record
 // was pruned) changes nothing; who to notify is decided regardless, because
 // the notify job, not the event, decides what is actually new.
 func apply(ctx context.Context, tx pgx.Tx, ev domain.Event, now time.Time, eff *Effect) error {
 	switch d := ev.Data.(type) {
-	case *domain.ShiftCreated:
-		if _, err := tx.Exec(ctx, `
-			INSERT INTO "Shift" (id, start, "end", profession, is_deleted, facility_id, worker_id)
-			VALUES ($1, $2, $3, $4, false, $5, NULL) ON CONFLICT (id) DO NOTHING`,
-			d.ID, d.Start, d.End, string(d.Profession), d.FacilityID); err != nil {
-			return err
-		}
-		return opened(ctx, tx, d.ID, now, eff)
-
-	case *domain.ShiftClaimed:
-		if err := updateOrMissing(ctx, tx, "shift", d.ShiftID, `UPDATE "Shift" SET worker_id = $2 WHERE id = $1`, d.ShiftID, d.WorkerID); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, `DELETE FROM shiftcast.shift_openings WHERE shift_id = $1`, d.ShiftID)
-		return err
-
 	case *domain.ShiftRef:
 		if ev.Type == domain.TypeShiftReleased {
 			if err := updateOrMissing(ctx, tx, "shift", d.ShiftID, `UPDATE "Shift" SET worker_id = NULL WHERE id = $1`, d.ShiftID); err != nil {
@@ -458,24 +504,34 @@ func deleteOrMissing(ctx context.Context, tx pgx.Tx, del, exists, what string, o
 // it out when it is in the future. A shift that is deleted or claimed after
 // all (a shared database ahead of the event) is not open: nothing to do.
 func opened(ctx context.Context, tx pgx.Tx, id int64, now time.Time, eff *Effect) error {
+	return readOpened(tx.QueryRow(ctx, openedSQL, id, now.UTC()), eff)
+}
+
+// openedSQL records shift $1's opening if it is open, and returns its
+// facility, profession and whether it starts after $2.
+const openedSQL = `
+	WITH s AS (
+		SELECT id, facility_id, profession, start, "end" FROM "Shift"
+		WHERE id = $1 AND NOT is_deleted AND worker_id IS NULL
+	), o AS (
+		INSERT INTO shiftcast.shift_openings (shift_id, opened_xid, start, "end", facility_id, profession)
+		SELECT id, pg_current_xact_id(), start, "end", facility_id, profession FROM s
+		-- An existing row means the shift has been open all along (claims
+		-- and deletions remove it): keep its opening, or a republished
+		-- event would make the shift news again.
+		ON CONFLICT (shift_id) DO NOTHING
+	)
+	SELECT facility_id, profession::text, start > $2 FROM s`
+
+// readOpened reads openedSQL's row into eff: a future open shift is fanned
+// out; no row (not open) is nothing to do.
+func readOpened(row pgx.Row, eff *Effect) error {
 	var (
 		facilityID int64
 		profession string
 		future     bool
 	)
-	err := tx.QueryRow(ctx, `
-		WITH s AS (
-			SELECT id, facility_id, profession, start, "end" FROM "Shift"
-			WHERE id = $1 AND NOT is_deleted AND worker_id IS NULL
-		), o AS (
-			INSERT INTO shiftcast.shift_openings (shift_id, opened_xid, start, "end", facility_id, profession)
-			SELECT id, pg_current_xact_id(), start, "end", facility_id, profession FROM s
-			-- An existing row means the shift has been open all along (claims
-			-- and deletions remove it): keep its opening, or a republished
-			-- event would make the shift news again.
-			ON CONFLICT (shift_id) DO NOTHING
-		)
-		SELECT facility_id, profession::text, start > $2 FROM s`, id, now.UTC()).Scan(&facilityID, &profession, &future)
+	err := row.Scan(&facilityID, &profession, &future)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil
 	}

@@ -60,7 +60,7 @@ func (c *pipelineConfig) register(fs *flag.FlagSet, getenv func(string) string) 
 	fs.IntVar(&c.deliveryAttempts, "delivery-attempts", 10, "delivery attempts before a notification is marked failed")
 	fs.DurationVar(&c.retryBase, "delivery-retry", time.Second, "first delivery retry delay, doubled per attempt")
 	fs.DurationVar(&c.deliveryLease, "delivery-lease", time.Minute, "how long a digest's builder owns its first delivery before a sweep (every quarter of it) hands it to a deliver job: the delay after a crash mid-delivery")
-	fs.IntVar(&c.notifyWorkers, "notify-workers", 200, "notify jobs run at once by this instance (River notify queue workers); their digests are built in shared batches")
+	fs.IntVar(&c.notifyWorkers, "notify-workers", 500, "notify jobs run at once by this instance (River notify queue workers); their digests are built in shared batches")
 	fs.IntVar(&c.consumerWorkers, "event-workers", 64, "events handled at once by this instance")
 	fs.IntVar(&c.eventBatch, "event-batch", 32, "most events applied in one transaction (at most 64)")
 	fs.IntVar(&c.maxDeliver, "event-max-deliver", 10, "deliveries of an event that keeps failing before it is dead-lettered")
@@ -101,13 +101,23 @@ func (p *pipeline) Ping(context.Context) error {
 	return nil
 }
 
+// webhookConns bounds the connections to the webhook receiver: enough for
+// the notify and deliver workers of an instance to keep it busy, few enough
+// not to flood it.
+const webhookConns = 256
+
 func newPipeline(cfg pipelineConfig, st *store.Store, nc *nats.Conn, m *metrics.Metrics, logger *zap.Logger) (*pipeline, error) {
 	channels := map[string]jobs.Deliverer{store.ChannelNATS: publishers.NewNATSNotifier(nc)}
 	if cfg.webhookURL != "" {
-		// One receiver, many delivery workers: keep enough idle connections
-		// for all of them (the default keeps 2 per host and churns the rest).
+		// One receiver, many delivery workers: at most webhookConns
+		// connections to it, all kept when idle. (The defaults keep 2 per
+		// host and 100 in all, and churn the rest; under load a request on
+		// a connection being dropped that way failed after the receiver had
+		// it, and its retry repeated it.)
 		transport := http.DefaultTransport.(*http.Transport).Clone()
-		transport.MaxIdleConnsPerHost = 128
+		transport.MaxConnsPerHost = webhookConns
+		transport.MaxIdleConnsPerHost = webhookConns
+		transport.MaxIdleConns = webhookConns
 		client := &http.Client{
 			Timeout:   10 * time.Second,
 			Transport: transport,
