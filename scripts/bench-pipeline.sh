@@ -17,7 +17,11 @@
 #      ($MAX_EVENTS events; MAX_EVENTS=0 skips that run),
 #      and reports events/s applied and event→applied latency percentiles
 #      (the receiver keeps running so serve's deliveries succeed);
-#   5. CPU seconds per process during each run, and serve's peak memory.
+#   5. before step 4, the same events with serve's notification queues
+#      paused (POST /v1/admin/pause): the event path alone, on a machine
+#      where the digests of every window otherwise compete with it for the
+#      2 cores (resumed afterwards, and their backlog drained, for step 4);
+#   6. CPU seconds per process during each run, and serve's peak memory.
 # Everything is stopped at the end.
 #
 # Usage: scripts/bench-pipeline.sh [DURATION]      (default 30s)
@@ -25,7 +29,9 @@
 # FACILITIES (default 10), MAX_EVENTS (default 60000), MIX (default
 # realistic), DIGEST_WINDOW (default 30s), RESEED=1 (reload the marketplace
 # profile first, so that a run does not inherit earlier runs' shifts and
-# watermarks), SERVE_ARGS (extra serve flags), DEBUG_ADDR (e.g.
+# watermarks), EVENTS_ALONE=0 (skip step 5, so that step 4 follows the
+# deliveries run directly rather than the backlog step 5 leaves), SERVE_ARGS
+# (extra serve flags), DEBUG_ADDR (e.g.
 # 127.0.0.1:6061: serve's pprof, and a 20s CPU profile of serve during the
 # rate-limited run saved to $DIR/serve-events.pprof).
 set -euo pipefail
@@ -37,6 +43,7 @@ MAX_EVENTS=${MAX_EVENTS:-60000}
 MIX=${MIX:-realistic}
 DIGEST_WINDOW=${DIGEST_WINDOW:-30s}
 RESEED=${RESEED:-}
+EVENTS_ALONE=${EVENTS_ALONE:-1}
 DEBUG_ADDR=${DEBUG_ADDR:-}
 BIN=bin/shiftcast
 PG=postgres://postgres@127.0.0.1:5434/postgres
@@ -47,7 +54,15 @@ SECRET=whsec_$(head -c 24 /dev/urandom | base64)
 go build -o "$BIN" ./cmd/shiftcast
 mkdir -p "$DIR"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+# Stops serve before dev (and its PostgreSQL), so serve's last writes do not
+# meet a closed database.
+cleanup() {
+  local i
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill -INT "${pids[i]}" 2>/dev/null || true
+    wait "${pids[i]}" 2>/dev/null || true
+  done
+}
 trap cleanup EXIT
 
 env -u DATABASE_URL -u NATS_URL "$BIN" dev --dir "$DIR" --profile marketplace --serve=false \
@@ -78,12 +93,13 @@ if [ -n "$RESEED" ]; then
   "$BIN" seed --profile marketplace --reset | tail -2
   psql -qtA "$PG" -c "TRUNCATE river_job" -c "UPDATE river_queue SET paused_at = NULL" >/dev/null
 fi
+ADMIN=bench-$RANDOM$RANDOM
 serve_args=(--http-addr 127.0.0.1:8081 --webhook-url "http://$HOOK" --webhook-secret "$SECRET"
   --digest-window "$DIGEST_WINDOW" --log-level warn)
 # shellcheck disable=SC2206
 [ -n "${SERVE_ARGS:-}" ] && serve_args+=($SERVE_ARGS)
 [ -n "$DEBUG_ADDR" ] && serve_args+=(--debug-addr "$DEBUG_ADDR")
-DATABASE_URL="${SERVE_PG:-$DATABASE_URL}" "$BIN" serve "${serve_args[@]}" >"$DIR/serve.log" 2>&1 &
+ADMIN_TOKEN=$ADMIN DATABASE_URL="${SERVE_PG:-$DATABASE_URL}" "$BIN" serve "${serve_args[@]}" >"$DIR/serve.log" 2>&1 &
 serve=$!
 pids+=($serve)
 for _ in $(seq 1 100); do curl -fs http://127.0.0.1:8081/readyz >/dev/null && break; sleep 0.2; done
@@ -145,6 +161,17 @@ before=$(cpu_snapshot)
 bench deliveries --listen "$HOOK" --webhook-secret "$SECRET" --facilities "$FACILITIES"
 cpu_report "$before" "$(cpu_snapshot)"
 
+if [ "$EVENTS_ALONE" != 0 ]; then
+  echo
+  echo "== bench events --rate 2000 --duration $DURATION --mix $MIX, notifications paused (the event path alone)"
+  wait_jobs
+  admin() { curl -fsS -H "Authorization: Bearer $ADMIN" -d "{\"target\":\"notifications\"}" "http://127.0.0.1:8081/v1/admin/$1" >/dev/null; }
+  admin pause
+  before=$(cpu_snapshot)
+  bench events --rate 2000 --duration "$DURATION" --mix "$MIX" --listen "$HOOK" --webhook-secret "$SECRET"
+  cpu_report "$before" "$(cpu_snapshot)"
+  admin resume
+fi
 echo
 echo "== bench events --rate 2000 --duration $DURATION --mix $MIX"
 wait_jobs
@@ -155,6 +182,7 @@ if [ -n "$DEBUG_ADDR" ]; then
 fi
 bench events --rate 2000 --duration "$DURATION" --mix "$MIX" --listen "$HOOK" --webhook-secret "$SECRET"
 cpu_report "$before" "$(cpu_snapshot)"
+
 
 if [ "$MAX_EVENTS" != 0 ]; then
   echo
