@@ -117,9 +117,10 @@ func (c *EventsConfig) defaults() {
 	if c.Workers <= 0 {
 		c.Workers = 64
 	}
-	if c.ApplyBatch <= 0 || c.ApplyBatch > store.MaxApplyBatch {
+	if c.ApplyBatch <= 0 {
 		c.ApplyBatch = 32
 	}
+	c.ApplyBatch = min(c.ApplyBatch, store.MaxApplyBatch)
 	if c.MaxAckPending <= 0 {
 		c.MaxAckPending = 1024
 	}
