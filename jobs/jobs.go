@@ -28,6 +28,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 	"go.uber.org/zap"
 	"go.uber.org/zap/exp/zapslog"
+	"golang.org/x/time/rate"
 
 	"github.com/shiftcast/shiftcast/batch"
 	"github.com/shiftcast/shiftcast/domain"
@@ -155,6 +156,11 @@ type Config struct {
 	// DigestBatch bounds how many of the running notify jobs' digests are
 	// built in one transaction (store.BuildDigests).
 	DigestBatch int
+	// DigestRate, when positive, bounds the digests this instance builds
+	// per second. A window's digests all come due at its end; bounded, they
+	// are spread over the next seconds instead of taking every core at
+	// once, and event application keeps its share of the machine.
+	DigestRate float64
 	// MaxDeliveryAttempts bounds a notification's delivery attempts; after
 	// the last, it is marked failed. RetryBase is the first retry's delay,
 	// doubled per attempt up to RetryMax.
@@ -244,7 +250,18 @@ type Pipeline struct {
 func New(pool *pgxpool.Pool, cfg Config) (*Pipeline, error) {
 	cfg.defaults()
 	p := &Pipeline{cfg: cfg, log: cfg.Logger}
+	var limit *rate.Limiter
+	if cfg.DigestRate > 0 {
+		limit = rate.NewLimiter(rate.Limit(cfg.DigestRate), cfg.DigestBatch)
+	}
 	p.digests = batch.New(cfg.DigestBatch, 1, func(ctx context.Context, ids []int64) ([]store.DigestResult, error) {
+		if limit != nil {
+			// Waiting here lets the next batch grow meanwhile: bounded
+			// digests are also cheaper ones.
+			if err := limit.WaitN(ctx, len(ids)); err != nil {
+				return nil, fmt.Errorf("digest rate: %w", err)
+			}
+		}
 		return cfg.Store.BuildDigests(ctx, ids, cfg.Now(), cfg.DigestSize, cfg.DeliveryLease)
 	})
 	p.marks = batch.New(cfg.DigestBatch, 1, func(ctx context.Context, ds []store.ChannelDelivery) ([]struct{}, error) {

@@ -37,6 +37,7 @@ type pipelineConfig struct {
 	notifyWorkers    int
 	consumerWorkers  int
 	eventBatch       int
+	digestRate       float64
 	maxDeliver       int
 	replicas         int
 	duplicateWindow  time.Duration
@@ -60,6 +61,7 @@ func (c *pipelineConfig) register(fs *flag.FlagSet, getenv func(string) string) 
 	fs.IntVar(&c.deliveryAttempts, "delivery-attempts", 10, "delivery attempts before a notification is marked failed")
 	fs.DurationVar(&c.retryBase, "delivery-retry", time.Second, "first delivery retry delay, doubled per attempt")
 	fs.DurationVar(&c.deliveryLease, "delivery-lease", time.Minute, "how long a digest's builder owns its first delivery before a sweep (every quarter of it) hands it to a deliver job: the delay after a crash mid-delivery")
+	fs.Float64Var(&c.digestRate, "digest-rate", 0, "most digests this instance builds per second (0: no limit); spreads a window's digests out so that events keep their share of the machine")
 	fs.IntVar(&c.notifyWorkers, "notify-workers", 500, "notify jobs run at once by this instance (River notify queue workers); their digests are built in shared batches")
 	fs.IntVar(&c.consumerWorkers, "event-workers", 64, "events handled at once by this instance")
 	fs.IntVar(&c.eventBatch, "event-batch", 32, "most events applied in one transaction (at most 64)")
@@ -134,7 +136,7 @@ func newPipeline(cfg pipelineConfig, st *store.Store, nc *nats.Conn, m *metrics.
 		Store: st, Channels: channels,
 		Window: cfg.digestWindow, Grace: cfg.digestGrace, DigestSize: cfg.digestSize,
 		MaxDeliveryAttempts: cfg.deliveryAttempts, RetryBase: cfg.retryBase,
-		DeliveryLease: cfg.deliveryLease, NotifyWorkers: cfg.notifyWorkers,
+		DeliveryLease: cfg.deliveryLease, NotifyWorkers: cfg.notifyWorkers, DigestRate: cfg.digestRate,
 		Work: cfg.work, Metrics: m, Logger: logger.Named("jobs"),
 	})
 	if err != nil {
