@@ -261,3 +261,19 @@ func TestKill_DuringDelivery(t *testing.T) {
 	e.serve()
 	e.expect(map[int64][]int64{1: {901, 902}})
 }
+
+// A serve bounding its digests per second (--digest-rate) builds them in
+// smaller batches spread over time, and still announces every shift to
+// every worker it should, once.
+func TestDigestRate_StillAnnouncesEverythingOnce(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	w := genWorld(4, 12, 60)
+	p := e.serve("--digest-rate", "4", "--digest-size", "500")
+	e.publish(w.catalog)
+	e.settleEvents()
+	e.publish(w.rest)
+	e.expect(w.want)
+	e.checkAppliedOnce(w.ids(t))
+	require.Empty(t, grepLog(p.logText(t), "digest rate"), "no batch failed waiting for the rate")
+}

@@ -250,11 +250,8 @@ type Pipeline struct {
 func New(pool *pgxpool.Pool, cfg Config) (*Pipeline, error) {
 	cfg.defaults()
 	p := &Pipeline{cfg: cfg, log: cfg.Logger}
-	var limit *rate.Limiter
-	if cfg.DigestRate > 0 {
-		limit = rate.NewLimiter(rate.Limit(cfg.DigestRate), cfg.DigestBatch)
-	}
-	p.digests = batch.New(cfg.DigestBatch, 1, func(ctx context.Context, ids []int64) ([]store.DigestResult, error) {
+	limit, maxBatch := digestLimiter(cfg.DigestRate, cfg.DigestBatch)
+	p.digests = batch.New(maxBatch, 1, func(ctx context.Context, ids []int64) ([]store.DigestResult, error) {
 		if limit != nil {
 			// Waiting here lets the next batch grow meanwhile: bounded
 			// digests are also cheaper ones.
@@ -306,6 +303,17 @@ func New(pool *pgxpool.Pool, cfg Config) (*Pipeline, error) {
 	}
 	p.client = client
 	return p, nil
+}
+
+// digestLimiter returns the limiter of DigestRate (nil for none) and the
+// largest digest batch: at most a second's worth, so that one batch never
+// waits for more than the limiter can ever hold.
+func digestLimiter(perSecond float64, batchSize int) (*rate.Limiter, int) {
+	if perSecond <= 0 {
+		return nil, batchSize
+	}
+	burst := max(1, min(batchSize, int(perSecond)))
+	return rate.NewLimiter(rate.Limit(perSecond), burst), burst
 }
 
 // Client returns the River client (start, stop, pause queues).
