@@ -145,8 +145,9 @@ type DigestResult struct {
 // for each worker with something new (with lease > 0, leased to the caller
 // for that long: it delivers them itself; see HandOffDelivery and
 // ExpiredLeases) and moves every worker's watermark to now, so nothing is
-// announced twice. Results come in the order of workerIDs (repeats share
-// one digest). A worker without notification state gets an ENOTFOUND
+// announced twice. Results come in the order of workerIDs; a repeated id
+// finds nothing new, as a second call would. A worker without notification
+// state gets an ENOTFOUND
 // result; any other failure fails the whole batch, and nothing is recorded.
 //
 // The database is read once per batch (the workers, the active facilities'
@@ -208,9 +209,17 @@ func (s *Store) buildDigests(ctx context.Context, workerIDs []int64, now time.Ti
 	if err != nil {
 		return nil, classify(fmt.Sprintf("build digests for %d workers", len(ids)), err)
 	}
+	// A worker named twice (two of its notify jobs, for two windows, run
+	// at once) gets its digest once: the repeat finds nothing new, as a
+	// second call would, so that only one caller delivers it.
 	out := make([]DigestResult, len(workerIDs))
+	given := make(map[int64]bool, len(ids))
 	for i, id := range workerIDs {
 		out[i] = built[id]
+		if given[id] && out[i].Err == nil {
+			out[i].Notification = nil
+		}
+		given[id] = true
 	}
 	return out, nil
 }
