@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -312,9 +313,10 @@ func TestApplyEvents_StaleInBatch(t *testing.T) {
 	require.Nil(t, p.digest(t, 1))
 }
 
-// An enqueue error fails the whole batch: nothing is applied, so the same
-// events apply afterwards, none of them as duplicates.
-func TestApplyEvents_EnqueueErrorAppliesNothing(t *testing.T) {
+// A batch whose jobs cannot be inserted is applied again an event at a
+// time: the events whose own jobs are refused fail alone, with the error,
+// and leave no trace; the others are applied.
+func TestApplyEvents_EnqueueErrorIsolatesTheEvents(t *testing.T) {
 	t.Parallel()
 	p := newPipe(t)
 	basicWorld(t, p)
@@ -325,25 +327,36 @@ func TestApplyEvents_EnqueueErrorAppliesNothing(t *testing.T) {
 		atNext(p, batchEvent(t, p, domain.TypeWorkerDocumentAdded, &domain.WorkerDocument{WorkerID: 2, DocumentID: 1})),
 		atNext(p, batchEvent(t, p, domain.TypeWorkerDeactivated, &domain.WorkerRef{WorkerID: 1})),
 	}
-	before := p.tables(t)
 
+	// The queue refuses worker 2's notify job only.
 	queueDown := errors.New("queue down")
-	run := applyBatch(t, p, evs, queueDown)
-	require.ErrorIs(t, run.err, queueDown)
-	require.Nil(t, run.res)
-	require.Len(t, run.enqueued, 1)
-	require.Equal(t, before, p.tables(t), "nothing applied")
+	var calls []store.Effect
+	ctx, cancel := context.WithTimeout(context.Background(), applyBatchTimeout)
+	defer cancel()
+	res, err := p.st.ApplyEvents(ctx, evs, p.now, func(_ context.Context, _ pgx.Tx, eff store.Effect) error {
+		calls = append(calls, eff)
+		if slices.Contains(eff.NotifyWorkers, 2) {
+			return queueDown
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	require.Len(t, res, len(evs))
+	require.ErrorIs(t, res[0].Err, queueDown, "worker 2's creation: its job was refused")
+	require.Zero(t, recorded(t, p, evs[0].Event), "and it left no trace")
+	require.NoError(t, res[1].Err)
+	require.Equal(t, store.OutcomeApplied, res[1].Effect.Outcome)
+	require.ErrorIs(t, res[2].Err, store.ErrMissingDependency)
+	require.Error(t, res[3].Err, "worker 2 does not exist: its creation failed")
+	require.NoError(t, res[4].Err)
+	require.False(t, p.flag(t, `SELECT is_active FROM "Worker" WHERE id = 1`), "the deactivation is applied")
+	require.Equal(t, 1, recorded(t, p, evs[1].Event))
+	require.Greater(t, len(calls), 1, "the batch, then its events one at a time")
 
-	run = mustApplyBatch(t, p, evs...)
+	// Once the queue takes jobs again, the failed events apply.
+	run := mustApplyBatch(t, p, evs[0], evs[3])
 	requireApplied(t, run, 0)
 	requireApplied(t, run, 1)
-	requireMissing(t, run, 2)
-	requireApplied(t, run, 3)
-	requireApplied(t, run, 4)
-	require.Len(t, run.enqueued, 1)
-	require.Equal(t, []int64{2}, run.enqueued[0].NotifyWorkers)
-	require.Equal(t, fanouts(2, domain.CNA), run.enqueued[0].Fanouts)
-	require.False(t, p.flag(t, `SELECT is_active FROM "Worker" WHERE id = 1`))
 	require.Equal(t, []int64{10}, p.digest(t, 2))
 }
 

@@ -84,12 +84,37 @@ const MaxApplyBatch = 64
 // (reported in its result) leaves the others applied, and enqueue is called
 // once with the merged effects of those applied. Many events then share
 // one transaction's begin, job insert and durable commit (one WAL flush).
-// An error fails the whole batch: nothing is applied. A batch that
-// deadlocks with another is applied again, up to three times.
+// A batch that deadlocks with another is applied again, up to three times.
+// One that fails otherwise, while the database is reachable, is applied
+// again an event at a time, so that an event whose consequences cannot be
+// recorded (its jobs refused, say) fails alone instead of taking the
+// others with it. An error fails the whole batch: nothing is applied.
 func (s *Store) ApplyEvents(ctx context.Context, evs []EventAt, now time.Time, enqueue EnqueueFunc) ([]Applied, error) {
 	if len(evs) > MaxApplyBatch {
 		return nil, fmt.Errorf("apply %d events: at most %d per batch", len(evs), MaxApplyBatch)
 	}
+	res, err := s.applyBatch(ctx, evs, now, enqueue)
+	if err == nil || len(evs) == 1 || domain.ErrorCode(err) == domain.EUNAVAILABLE || ctx.Err() != nil {
+		return res, err
+	}
+	res = make([]Applied, len(evs))
+	for i := range evs {
+		one, err := s.applyBatch(ctx, evs[i:i+1], now, enqueue)
+		if domain.ErrorCode(err) == domain.EUNAVAILABLE {
+			return nil, err
+		}
+		if err != nil {
+			res[i] = Applied{Err: err}
+			continue
+		}
+		res[i] = one[0]
+	}
+	return res, nil
+}
+
+// applyBatch runs applyEvents, again when it conflicts with another
+// transaction (up to three times in all).
+func (s *Store) applyBatch(ctx context.Context, evs []EventAt, now time.Time, enqueue EnqueueFunc) ([]Applied, error) {
 	for attempt := 1; ; attempt++ {
 		res, err := s.applyEvents(ctx, evs, now, enqueue)
 		if attempt < 3 && isConflict(err) {
