@@ -403,8 +403,8 @@ func allProfessions(facilityID int64) []Fanout {
 }
 
 // apply changes the marketplace tables for one event (new and claimed
-// shifts: see queueApply) and fills in who may
-// have new shifts. Events carry the state they set, so applying one whose
+// shifts: see queueApply) and fills in who may have new shifts. Events
+// carry the state they set, so applying one whose
 // state is already there (a shared database, a replay after the id record
 // was pruned) changes nothing; who to notify is decided regardless, because
 // the notify job, not the event, decides what is actually new.

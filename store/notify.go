@@ -147,8 +147,8 @@ type DigestResult struct {
 // ExpiredLeases) and moves every worker's watermark to now, so nothing is
 // announced twice. Results come in the order of workerIDs; a repeated id
 // finds nothing new, as a second call would. A worker without notification
-// state gets an ENOTFOUND
-// result; any other failure fails the whole batch, and nothing is recorded.
+// state gets an ENOTFOUND result; any other failure fails the whole batch,
+// and nothing is recorded.
 //
 // The database is read once per batch (the workers, the active facilities'
 // requirements, the openings their snapshots may not have seen, the open
@@ -193,7 +193,8 @@ func (s *Store) buildDigests(ctx context.Context, workerIDs []int64, now time.Ti
 	var built map[int64]DigestResult
 	// REPEATABLE READ: everything read and the snapshot stored as the new
 	// watermark must be one and the same view of the data. Two digests of
-	// one worker racing make one fail to serialize; River retries it.
+	// one worker racing make one fail to serialize (BuildDigests reads
+	// again; a lone BuildDigest returns the failure).
 	//
 	// The commit is durable, unlike the other job bookkeeping's: the
 	// notifications are delivered right after it, and a digest lost in a
@@ -571,9 +572,9 @@ func appendIntArray(dst []byte, ids []int64) []byte {
 // job's completion in a later, synchronous commit, and the WAL is flushed in
 // order: a crash loses this transaction only together with that completion,
 // and the retried job redoes it (or, for a notify job's delivery, the lease
-// sweep does). Digests never use it: a notification's delivery must follow
-// a durable commit. (Event application does, followed by Sync before the
-// event's ack.)
+// sweep does). Digests and event application never use it: a
+// notification's delivery, and an event's ack, must follow a durable
+// commit.
 func (s *Store) asyncTx(ctx context.Context, opts pgx.TxOptions, fn func(tx pgx.Tx) error) error {
 	return pgx.BeginTxFunc(ctx, s.pool, opts, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = off"); err != nil {
