@@ -623,20 +623,15 @@ func (s *Store) Notification(ctx context.Context, id string) (Delivery, error) {
 	return d, nil
 }
 
-// MarkChannelDelivered records at once that channel has the notification,
-// so that a crash while another channel is being tried cannot make a retry
-// send this one again.
-func (s *Store) MarkChannelDelivered(ctx context.Context, id, channel string) error {
-	return s.MarkChannelsDelivered(ctx, []ChannelDelivery{{NotificationID: id, Channel: channel}})
-}
-
 // ChannelDelivery is one notification received on one channel.
 type ChannelDelivery struct {
 	NotificationID, Channel string
 }
 
-// MarkChannelsDelivered records, in one statement, each of ds as
-// MarkChannelDelivered does.
+// MarkChannelsDelivered records at once that each channel of ds has its
+// notification, so that a crash while another channel is being tried
+// cannot make a retry send this one again. A notification named twice is
+// recorded as two calls would record it.
 func (s *Store) MarkChannelsDelivered(ctx context.Context, ds []ChannelDelivery) error {
 	ids := make([]string, len(ds))
 	webhook := make([]bool, len(ds))
