@@ -29,10 +29,7 @@ const (
 
 // Fanout is a (facility, profession) whose open shifts may have become
 // available to workers: a fan-out job expands it into workers' notify jobs.
-type Fanout struct {
-	FacilityID int64
-	Profession domain.Profession
-}
+type Fanout = domain.FacilityProfession
 
 // Effect is what applying an event did and who may have new shifts: the
 // consumer turns NotifyWorkers and Fanouts into River jobs in the same

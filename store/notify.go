@@ -53,11 +53,7 @@ func (s *Store) FanoutWorkers(ctx context.Context, facilityID int64, profession 
 // profession) pairs fs have news for digest window window; FanoutNotify
 // takes the marks.
 func (s *Store) MarkFanouts(ctx context.Context, tx pgx.Tx, window int64, fs []Fanout) error {
-	facilities := make([]int64, len(fs))
-	profs := make([]string, len(fs))
-	for i, f := range fs {
-		facilities[i], profs[i] = f.FacilityID, string(f.Profession)
-	}
+	facilities, profs := pairColumns(fs)
 	_, err := tx.Exec(ctx, `
 		INSERT INTO shiftcast.fanout_marks (profession, notify_window, facility_id)
 		SELECT u.profession::"Profession", $3, u.facility_id
@@ -503,13 +499,13 @@ func digestOpenings(ctx context.Context, tx pgx.Tx, profs []string, split uint64
 		return nil, err
 	}
 	if len(older) > 0 {
-		facs := make([]int64, 0, len(older))
-		oprofs := make([]string, 0, len(older))
-		oxmins := make([]string, 0, len(older))
+		pairs := make([]domain.FacilityProfession, 0, len(older))
+		xmins := make([]string, 0, len(older))
 		for fp, x := range older {
-			facs, oprofs, oxmins = append(facs, fp.FacilityID), append(oprofs, string(fp.Profession)), append(oxmins, strconv.FormatUint(x, 10))
+			pairs, xmins = append(pairs, fp), append(xmins, strconv.FormatUint(x, 10))
 		}
-		rows, err := tx.Query(ctx, staleOpeningsSQL, facs, oprofs, oxmins, strconv.FormatUint(split, 10), now)
+		facs, profs := pairColumns(pairs)
+		rows, err := tx.Query(ctx, staleOpeningsSQL, facs, profs, xmins, strconv.FormatUint(split, 10), now)
 		if err != nil {
 			return nil, err
 		}
@@ -524,11 +520,7 @@ func digestOpenings(ctx context.Context, tx pgx.Tx, profs []string, split uint64
 }
 
 func freshShifts(ctx context.Context, tx pgx.Tx, pairs []domain.FacilityProfession, now time.Time, k int) (map[domain.FacilityProfession]domain.OpenShifts, error) {
-	facs := make([]int64, len(pairs))
-	profs := make([]string, len(pairs))
-	for i, p := range pairs {
-		facs[i], profs[i] = p.FacilityID, string(p.Profession)
-	}
+	facs, profs := pairColumns(pairs)
 	rows, err := tx.Query(ctx, freshShiftsSQL, facs, profs, now, k)
 	if err != nil {
 		return nil, err
@@ -553,6 +545,17 @@ func freshShifts(ctx context.Context, tx pgx.Tx, pairs []domain.FacilityProfessi
 		return nil
 	})
 	return out, err
+}
+
+// pairColumns splits (facility, profession) pairs into the two arrays a
+// statement unnests.
+func pairColumns(pairs []domain.FacilityProfession) (facilities []int64, professions []string) {
+	facilities = make([]int64, len(pairs))
+	professions = make([]string, len(pairs))
+	for i, p := range pairs {
+		facilities[i], professions[i] = p.FacilityID, string(p.Profession)
+	}
+	return facilities, professions
 }
 
 // appendIntArray appends ids as a PostgreSQL array literal, "{1,2,3}".
