@@ -127,8 +127,21 @@ func (s *Store) applyBatch(ctx context.Context, evs []EventAt, now time.Time, en
 // isConflict reports a deadlock or serialization failure: the transaction
 // was rolled back and may simply be run again.
 func isConflict(err error) bool {
+	code := sqlState(err)
+	return code == "40P01" || code == "40001"
+}
+
+// isSerializationFailure reports a REPEATABLE READ transaction that met a
+// concurrent update.
+func isSerializationFailure(err error) bool { return sqlState(err) == "40001" }
+
+// sqlState is err's PostgreSQL error code, "" when it has none.
+func sqlState(err error) string {
 	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return ""
 }
 
 // errBatch marks an error that broke the batch's transaction rather than
@@ -224,10 +237,7 @@ func applyInTx(ctx context.Context, tx pgx.Tx, ev domain.Event, seq uint64, now 
 	var eff Effect
 	b := &pgx.Batch{}
 	b.Queue("SAVEPOINT apply_event")
-	b.Queue(`
-		INSERT INTO shiftcast.applied_events (event_id, event_type, stream_seq, event_time, outcome)
-		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING`,
-		ev.ID, ev.Type, int64(seq), ev.Time, OutcomeApplied)
+	b.Queue(recordEventSQL, ev.ID, ev.Type, int64(seq), ev.Time, OutcomeApplied)
 	// Creations only insert what is absent, so they can never undo a
 	// newer state, and they must not move the position either: a claim
 	// retried because it arrived before its shift's creation carries an
@@ -285,10 +295,7 @@ func applyInTx(ctx context.Context, tx pgx.Tx, ev domain.Event, seq uint64, now 
 			if err := rollbackEvent(ctx, tx); err != nil {
 				return eff, err
 			}
-			_, err = tx.Exec(ctx, `
-				INSERT INTO shiftcast.applied_events (event_id, event_type, stream_seq, event_time, outcome)
-				VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING`,
-				ev.ID, ev.Type, int64(seq), ev.Time, OutcomeStale)
+			_, err = tx.Exec(ctx, recordEventSQL, ev.ID, ev.Type, int64(seq), ev.Time, OutcomeStale)
 			return eff, err
 		}
 		_, err = tx.Exec(ctx, `UPDATE shiftcast.applied_events SET outcome = 'stale' WHERE event_id = $1`, ev.ID)
@@ -300,6 +307,12 @@ func applyInTx(ctx context.Context, tx pgx.Tx, ev domain.Event, seq uint64, now 
 	}
 	return eff, apply(ctx, tx, ev, now, &eff)
 }
+
+// recordEventSQL records event $1 with its outcome; a repeat changes
+// nothing (and reports no row).
+const recordEventSQL = `
+	INSERT INTO shiftcast.applied_events (event_id, event_type, stream_seq, event_time, outcome)
+	VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING`
 
 // queueApply queues the statements of the events applied in the same
 // round trip as their bookkeeping (new and claimed shifts: most of them)
@@ -323,14 +336,10 @@ func queueApply(b *pgx.Batch, ev domain.Event, now time.Time) func(br pgx.BatchR
 		b.Queue(`UPDATE "Shift" SET worker_id = $2 WHERE id = $1`, d.ShiftID, d.WorkerID)
 		b.Queue(`DELETE FROM shiftcast.shift_openings WHERE shift_id = $1`, d.ShiftID)
 		return func(br pgx.BatchResults, _ *Effect) error {
-			tag, err := br.Exec()
-			if err != nil {
+			if err := rowOrMissing("shift", d.ShiftID)(br.Exec()); err != nil {
 				return err
 			}
-			if tag.RowsAffected() == 0 {
-				return missing("shift %d", d.ShiftID)
-			}
-			_, err = br.Exec()
+			_, err := br.Exec()
 			return err
 		}
 	}
@@ -376,14 +385,21 @@ func entityOf(ev domain.Event) (kind string, id1, id2 int64) {
 // updateOrMissing runs an UPDATE of entity what/id; no row updated means
 // the entity's creation has not arrived yet.
 func updateOrMissing(ctx context.Context, tx pgx.Tx, what string, id int64, sql string, args ...any) error {
-	tag, err := tx.Exec(ctx, sql, args...)
-	if err != nil {
-		return err
+	return rowOrMissing(what, id)(tx.Exec(ctx, sql, args...))
+}
+
+// rowOrMissing reads an UPDATE's outcome for entity what/id: its error, or
+// a missing dependency when it changed no row.
+func rowOrMissing(what string, id int64) func(pgconn.CommandTag, error) error {
+	return func(tag pgconn.CommandTag, err error) error {
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return missing("%s %d", what, id)
+		}
+		return nil
 	}
-	if tag.RowsAffected() == 0 {
-		return missing("%s %d", what, id)
-	}
-	return nil
 }
 
 func missing(format string, args ...any) error {

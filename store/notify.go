@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/shiftcast/shiftcast/domain"
@@ -164,11 +163,6 @@ func (s *Store) BuildDigests(ctx context.Context, workerIDs []int64, now time.Ti
 			return res, err
 		}
 	}
-}
-
-func isSerializationFailure(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "40001"
 }
 
 // BuildDigest builds one worker's digest as BuildDigests does and, when a
