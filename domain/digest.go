@@ -178,7 +178,8 @@ type DigestBuilder struct {
 	// that are fresh to some worker.
 	Open map[FacilityProfession]OpenShifts
 
-	bits []uint64 // the facilities a digest reads openings at, by id
+	keep []int64  // the facilities a digest reads openings at
+	bits []uint64 // the same, by id, when ids are small enough
 	seen map[int64]struct{}
 }
 
@@ -241,21 +242,23 @@ func (b *DigestBuilder) recent(w *DigestWorker, plan DigestPlan) (first []Notifi
 // facilitySet returns a membership test for plan's eligible facilities
 // that are not fresh.
 func (b *DigestBuilder) facilitySet(plan DigestPlan) func(int64) bool {
+	b.keep = b.keep[:0]
 	top := int64(0)
 	for _, f := range plan.Eligible {
-		top = max(top, f)
+		if _, fresh := slices.BinarySearch(plan.Fresh, f); !fresh {
+			b.keep = append(b.keep, f)
+			top = max(top, f)
+		}
 	}
-	if top < maxBitsetFacility && top >= 0 {
+	if top < maxBitsetFacility {
 		words := int(top/64) + 1
 		if cap(b.bits) < words {
 			b.bits = make([]uint64, words)
 		}
 		b.bits = b.bits[:words]
 		clear(b.bits)
-		for _, f := range plan.Eligible {
-			if _, fresh := slices.BinarySearch(plan.Fresh, f); !fresh {
-				b.bits[f/64] |= 1 << (f % 64)
-			}
+		for _, f := range b.keep {
+			b.bits[f/64] |= 1 << (f % 64)
 		}
 		bits := b.bits
 		return func(f int64) bool { return f >= 0 && f <= top && bits[f/64]&(1<<(f%64)) != 0 }
@@ -264,10 +267,8 @@ func (b *DigestBuilder) facilitySet(plan DigestPlan) func(int64) bool {
 		b.seen = map[int64]struct{}{}
 	}
 	clear(b.seen)
-	for _, f := range plan.Eligible {
-		if _, fresh := slices.BinarySearch(plan.Fresh, f); !fresh {
-			b.seen[f] = struct{}{}
-		}
+	for _, f := range b.keep {
+		b.seen[f] = struct{}{}
 	}
 	seen := b.seen
 	return func(f int64) bool { _, ok := seen[f]; return ok }
