@@ -39,6 +39,14 @@ func New[T, R any](max, lanes int, fn func(ctx context.Context, items []T) ([]R,
 	return &Batcher[T, R]{Max: max, Lanes: lanes, Timeout: 30 * time.Second, Fn: fn}
 }
 
+// NewExec returns a Batcher for calls that return nothing but an error:
+// fn runs a batch and its error goes to every call in it.
+func NewExec[T any](max, lanes int, fn func(ctx context.Context, items []T) error) *Batcher[T, struct{}] {
+	return New(max, lanes, func(ctx context.Context, items []T) ([]struct{}, error) {
+		return make([]struct{}, len(items)), fn(ctx, items)
+	})
+}
+
 type batchCall[T, R any] struct {
 	item T
 	res  R

@@ -562,3 +562,23 @@ func TestBatcher_Do_DefaultTimeoutOnFnContext(t *testing.T) {
 	require.False(t, deadline.Before(before.Add(30*time.Second)), "deadline %s", deadline)
 	require.False(t, deadline.After(after.Add(30*time.Second)), "deadline %s", deadline)
 }
+
+func TestNewExec_ErrorGoesToEveryCall(t *testing.T) {
+	t.Parallel()
+	fail := errors.New("flush failed")
+	var calls [][]int
+	b := batch.NewExec(8, 1, func(_ context.Context, items []int) error {
+		calls = append(calls, items)
+		if items[0] < 0 {
+			return fail
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := b.Do(ctx, 1)
+	require.NoError(t, err)
+	_, err = b.Do(ctx, -1)
+	require.ErrorIs(t, err, fail)
+	require.Equal(t, [][]int{{1}, {-1}}, calls)
+}

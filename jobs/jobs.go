@@ -261,9 +261,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Pipeline, error) {
 		}
 		return cfg.Store.BuildDigests(ctx, ids, cfg.Now(), cfg.DigestSize, cfg.DeliveryLease)
 	})
-	p.marks = batch.New(cfg.DigestBatch, 1, func(ctx context.Context, ds []store.ChannelDelivery) ([]struct{}, error) {
-		return make([]struct{}, len(ds)), cfg.Store.MarkChannelsDelivered(ctx, ds)
-	})
+	p.marks = batch.NewExec(cfg.DigestBatch, 1, cfg.Store.MarkChannelsDelivered)
 	p.finishes = batch.New(cfg.DigestBatch, 1, cfg.Store.FinishDeliveries)
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &fanoutWorker{p: p})

@@ -34,8 +34,8 @@ var _ interface {
 func NewNATSNotifier(nc *nats.Conn) *NATSNotifier {
 	// One lane: every delivery published while a flush is in flight waits
 	// for the next one, whose PING follows its message.
-	flushes := batch.New(1<<16, 1, func(ctx context.Context, items []struct{}) ([]struct{}, error) {
-		return make([]struct{}, len(items)), nc.FlushWithContext(ctx)
+	flushes := batch.NewExec(1<<16, 1, func(ctx context.Context, _ []struct{}) error {
+		return nc.FlushWithContext(ctx)
 	})
 	flushes.Timeout = DefaultFlushTimeout
 	return &NATSNotifier{nc: nc, flushes: flushes}
