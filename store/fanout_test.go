@@ -31,10 +31,19 @@ func fanoutWorld(t *testing.T) *pipe {
 // fanout runs FanoutNotify for CNA and returns the workers it scheduled.
 func (p *pipe) fanout(t *testing.T, window int64, extra ...int64) []int64 {
 	t.Helper()
-	var got []int64
-	n, err := p.st.FanoutNotify(bg, domain.CNA, window, extra, func(_ context.Context, tx pgx.Tx, ids []int64) error {
+	return handed(t, func(enqueue func(context.Context, pgx.Tx, []int64) error) (int, error) {
+		return p.st.FanoutNotify(bg, domain.CNA, window, extra, enqueue)
+	})
+}
+
+// handed runs call with an enqueue that records what it is handed, inside
+// a transaction, and requires call to report as many.
+func handed[T any](t *testing.T, call func(enqueue func(context.Context, pgx.Tx, []T) error) (int, error)) []T {
+	t.Helper()
+	var got []T
+	n, err := call(func(_ context.Context, tx pgx.Tx, items []T) error {
 		require.NotNil(t, tx)
-		got = append(got, ids...)
+		got = append(got, items...)
 		return nil
 	})
 	require.NoError(t, err)

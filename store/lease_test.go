@@ -27,15 +27,9 @@ func leasedNotification(t *testing.T, p *pipe, lease time.Duration) string {
 // sweep runs ExpiredLeases and returns the ids it handed over.
 func sweep(t *testing.T, st *store.Store) []string {
 	t.Helper()
-	var got []string
-	n, err := st.ExpiredLeases(bg, 100, func(_ context.Context, tx pgx.Tx, ids []string) error {
-		require.NotNil(t, tx)
-		got = append(got, ids...)
-		return nil
+	return handed(t, func(enqueue func(context.Context, pgx.Tx, []string) error) (int, error) {
+		return st.ExpiredLeases(bg, 100, enqueue)
 	})
-	require.NoError(t, err)
-	require.Len(t, got, n)
-	return got
 }
 
 func TestExpiredLeases_SweepsOnlyExpiredPendingOnce(t *testing.T) {
