@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -80,7 +81,8 @@ const MaxApplyBatch = 64
 // transaction: each inside a savepoint, so that one that cannot be applied
 // (reported in its result) leaves the others applied, and enqueue is called
 // once with the merged effects of those applied. Many events then share
-// one transaction's begin, job insert and durable commit (one WAL flush).
+// one transaction's begin, job insert and durable commit (one WAL flush),
+// and, unless one of them must be undone, one round trip (see applyRun).
 // A batch that deadlocks with another is applied again, up to three times.
 // One that fails otherwise, while the database is reachable, is applied
 // again an event at a time, so that an event whose consequences cannot be
@@ -154,15 +156,16 @@ func (e errBatch) Unwrap() error { return e.err }
 func (s *Store) applyEvents(ctx context.Context, evs []EventAt, now time.Time, enqueue EnqueueFunc) ([]Applied, error) {
 	out := make([]Applied, len(evs))
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var all Effect
-		for i, e := range evs {
-			eff, err := applyOne(ctx, tx, e.Event, e.Seq, now)
-			if be := (errBatch{}); errors.As(err, &be) {
-				return be.err
+		for next := 0; next < len(evs); {
+			var err error
+			if next, err = applyRun(ctx, tx, evs, next, now, out); err != nil {
+				return err
 			}
-			out[i] = Applied{Effect: eff, Err: err}
-			if err == nil {
-				all.merge(eff)
+		}
+		var all Effect
+		for _, a := range out {
+			if a.Err == nil {
+				all.merge(a.Effect)
 			}
 		}
 		if enqueue != nil && (len(all.NotifyWorkers) > 0 || len(all.Fanouts) > 0) {
@@ -174,6 +177,119 @@ func (s *Store) applyEvents(ctx context.Context, evs []EventAt, now time.Time, e
 	})
 	return out, err
 }
+
+// applyRun sends the events from evs[from] on in one round trip, each
+// inside a savepoint of its own: its id record, its position and its own
+// statements, queued before knowing whether it is a repeat or stale. It
+// reads their outcomes into out and returns len(evs), or stops at the first
+// event that must be undone (a repeat, a stale event, one that failed): it
+// rolls back to that event's savepoint, which undoes the events sent after
+// it too, settles that event and returns the index of the next one, for the
+// caller to send again. Those cases are rare, so a batch usually takes one
+// round trip whatever its size: under load, when every round trip waits
+// for a busy database, that is what keeps events flowing.
+//
+// Savepoints are not released: releasing frees nothing (the subtransaction
+// stays in the transaction until commit) and would cost a statement each.
+func applyRun(ctx context.Context, tx pgx.Tx, evs []EventAt, from int, now time.Time, out []Applied) (int, error) {
+	b := &pgx.Batch{}
+	type queued struct {
+		positioned bool
+		read       func(br pgx.BatchResults, eff *Effect) error
+	}
+	qs := make([]queued, 0, len(evs)-from)
+	for i := from; i < len(evs); i++ {
+		ev, seq := evs[i].Event, evs[i].Seq
+		b.Queue("SAVEPOINT " + savepoint(i))
+		b.Queue(recordEventSQL, ev.ID, ev.Type, int64(seq), ev.Time, OutcomeApplied)
+		// Creations only insert what is absent, so they can never undo a
+		// newer state, and they must not move the position either: a claim
+		// retried because it arrived before its shift's creation carries an
+		// older stream sequence than that creation and must still apply.
+		q := queued{positioned: !isCreation(ev.Type)}
+		if q.positioned {
+			kind, id1, id2 := entityOf(ev)
+			b.Queue(`
+				INSERT INTO shiftcast.entity_positions (kind, id1, id2, seq) VALUES ($1, $2, $3, $4)
+				ON CONFLICT (kind, id1, id2) DO UPDATE SET seq = EXCLUDED.seq
+				WHERE entity_positions.seq < EXCLUDED.seq
+				RETURNING true`, kind, id1, id2, int64(seq))
+		}
+		q.read = queueApply(b, ev, now)
+		qs = append(qs, q)
+	}
+	br := tx.SendBatch(ctx, b)
+	for k, q := range qs {
+		i := from + k
+		ev, seq := evs[i].Event, evs[i].Seq
+		if _, err := br.Exec(); err != nil { // the savepoint
+			_ = br.Close()
+			return 0, errBatch{err}
+		}
+		tag, err := br.Exec()
+		newer := false
+		if err == nil && q.positioned {
+			err = br.QueryRow().Scan(&newer)
+			if errors.Is(err, pgx.ErrNoRows) {
+				err = nil
+			}
+		}
+		var eff Effect
+		switch {
+		case err != nil:
+		case tag.RowsAffected() == 0:
+			eff.Outcome = OutcomeDuplicate
+		case q.positioned && !newer:
+			eff.Outcome = OutcomeStale
+		case q.read == nil:
+			err = fmt.Errorf("no handler for event data %T", ev.Data)
+		default:
+			eff.Outcome = OutcomeApplied
+			err = q.read(br, &eff)
+		}
+		if err == nil && eff.Outcome == OutcomeApplied {
+			out[i] = Applied{Effect: eff}
+			continue
+		}
+		// Everything sent from this event on is undone: this event is
+		// settled here and the caller sends the rest again.
+		_ = br.Close()
+		if err != nil {
+			if isUnavailable(err) || isConflict(err) || ctx.Err() != nil {
+				return 0, errBatch{err}
+			}
+			if sqlState(err) == "23503" { // foreign_key_violation
+				var pgErr *pgconn.PgError
+				errors.As(err, &pgErr)
+				err = fmt.Errorf("%w: %s", ErrMissingDependency, pgErr.Detail)
+			}
+			out[i] = Applied{Err: fmt.Errorf("apply %s %s: %w", ev.Type, ev.ID, err)}
+		} else {
+			out[i] = Applied{Effect: eff}
+		}
+		// (Not in a batch with what follows: in a transaction a failed
+		// statement aborted, PostgreSQL refuses to prepare anything else.)
+		if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT "+savepoint(i)); err != nil {
+			return 0, errBatch{err}
+		}
+		if eff.Outcome == OutcomeStale {
+			// A stale event is recorded, as such, so that a repeat of it
+			// is known for one.
+			if _, err := tx.Exec(ctx, recordEventSQL, ev.ID, ev.Type, int64(seq), ev.Time, OutcomeStale); err != nil {
+				return 0, errBatch{err}
+			}
+		}
+		return i + 1, nil
+	}
+	if err := br.Close(); err != nil {
+		return 0, errBatch{err}
+	}
+	return len(evs), nil
+}
+
+// savepoint names event i's savepoint in its batch: each its own, so that
+// undoing one event leaves those before it applied.
+func savepoint(i int) string { return "apply_event_" + strconv.Itoa(i) }
 
 // merge adds other's workers and fan-outs to e's, without repeats (River
 // cannot insert one unique job twice in a statement). The outcome is the
@@ -194,130 +310,23 @@ func (e *Effect) merge(other Effect) {
 	}
 }
 
-// applyOne applies one event inside a savepoint of tx. An error of the
-// event's own (a constraint, a missing dependency) rolls back to the
-// savepoint and is returned as the event's; one that leaves the
-// transaction unusable is returned as an errBatch.
-func applyOne(ctx context.Context, tx pgx.Tx, ev domain.Event, seq uint64, now time.Time) (Effect, error) {
-	eff, err := applyInTx(ctx, tx, ev, seq, now)
-	if err == nil {
-		return eff, nil
-	}
-	var be errBatch
-	if errors.As(err, &be) || isUnavailable(err) || isConflict(err) || ctx.Err() != nil {
-		return Effect{}, errBatch{err}
-	}
-	if err := rollbackEvent(ctx, tx); err != nil {
-		return Effect{}, err
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23503" { // foreign_key_violation
-		err = fmt.Errorf("%w: %s", ErrMissingDependency, pgErr.Detail)
-	}
-	return Effect{}, fmt.Errorf("apply %s %s: %w", ev.Type, ev.ID, err)
-}
-
-// rollbackEvent undoes what the current event did, back to its savepoint.
-func rollbackEvent(ctx context.Context, tx pgx.Tx) error {
-	if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT apply_event"); err != nil {
-		return errBatch{err}
-	}
-	return nil
-}
-
-// applyInTx records the event id, advances the entity's position and
-// applies the event, all in tx, inside a savepoint it opens.
-//
-// The savepoint, the id record and the position go in one round trip: the
-// position is advanced before knowing whether the event is a repeat, and a
-// repeat (rare) rolls back to the savepoint. Savepoints are not released:
-// releasing costs a round trip and frees nothing (the subtransaction stays
-// in the transaction until commit), and ROLLBACK TO names the latest one.
-func applyInTx(ctx context.Context, tx pgx.Tx, ev domain.Event, seq uint64, now time.Time) (Effect, error) {
-	var eff Effect
-	b := &pgx.Batch{}
-	b.Queue("SAVEPOINT apply_event")
-	b.Queue(recordEventSQL, ev.ID, ev.Type, int64(seq), ev.Time, OutcomeApplied)
-	// Creations only insert what is absent, so they can never undo a
-	// newer state, and they must not move the position either: a claim
-	// retried because it arrived before its shift's creation carries an
-	// older stream sequence than that creation and must still apply.
-	positioned := !isCreation(ev.Type)
-	if positioned {
-		kind, id1, id2 := entityOf(ev)
-		b.Queue(`
-			INSERT INTO shiftcast.entity_positions (kind, id1, id2, seq) VALUES ($1, $2, $3, $4)
-			ON CONFLICT (kind, id1, id2) DO UPDATE SET seq = EXCLUDED.seq
-			WHERE entity_positions.seq < EXCLUDED.seq
-			RETURNING true`, kind, id1, id2, int64(seq))
-	}
-	// The most frequent events' own statements go in the same round trip,
-	// before knowing whether the event is a repeat or stale: those rare
-	// cases roll back to the savepoint.
-	read := queueApply(b, ev, now)
-	br := tx.SendBatch(ctx, b)
-	if _, err := br.Exec(); err != nil {
-		_ = br.Close()
-		return eff, errBatch{err}
-	}
-	tag, err := br.Exec()
-	newer := false
-	if err == nil && positioned {
-		err = br.QueryRow().Scan(&newer)
-		if errors.Is(err, pgx.ErrNoRows) {
-			err = nil
-		}
-	}
-	fresh := err == nil && tag.RowsAffected() == 1 && (!positioned || newer)
-	if fresh && read != nil {
-		err = read(br, &eff)
-	}
-	cerr := br.Close()
-	if err == nil && fresh {
-		err = cerr
-	}
-	if err != nil {
-		return eff, err
-	}
-	// What the statements queued after the bookkeeping did (or failed to
-	// do, cerr) does not count for a repeat or a stale event: undone.
-	speculated := read != nil || newer
-	switch {
-	case tag.RowsAffected() == 0:
-		eff.Outcome = OutcomeDuplicate
-		if speculated {
-			return eff, rollbackEvent(ctx, tx)
-		}
-		return eff, nil
-	case positioned && !newer:
-		eff.Outcome = OutcomeStale
-		if read != nil {
-			if err := rollbackEvent(ctx, tx); err != nil {
-				return eff, err
-			}
-			_, err = tx.Exec(ctx, recordEventSQL, ev.ID, ev.Type, int64(seq), ev.Time, OutcomeStale)
-			return eff, err
-		}
-		_, err = tx.Exec(ctx, `UPDATE shiftcast.applied_events SET outcome = 'stale' WHERE event_id = $1`, ev.ID)
-		return eff, err
-	}
-	eff.Outcome = OutcomeApplied
-	if read != nil {
-		return eff, nil
-	}
-	return eff, apply(ctx, tx, ev, now, &eff)
-}
-
 // recordEventSQL records event $1 with its outcome; a repeat changes
 // nothing (and reports no row).
 const recordEventSQL = `
 	INSERT INTO shiftcast.applied_events (event_id, event_type, stream_seq, event_time, outcome)
 	VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING`
 
-// queueApply queues the statements of the events applied in the same
-// round trip as their bookkeeping (new and claimed shifts: most of them)
-// and returns what reads their results into the effect; nil for the
-// others, which apply runs statement by statement.
+// queueApply queues the statements applying ev to the marketplace tables
+// and returns what reads their results and fills in who may have new
+// shifts; nil for an event it does not know. Its statements run whether or
+// not the event turns out to be a repeat or stale (applyRun then undoes
+// them), so none of them may depend on another's result: what is not
+// there yet comes back as ErrMissingDependency, from the reader.
+//
+// Events carry the state they set, so applying one whose state is already
+// there (a shared database, a replay after the id record was pruned)
+// changes nothing; who to notify is decided regardless, because the notify
+// job, not the event, decides what is actually new.
 func queueApply(b *pgx.Batch, ev domain.Event, now time.Time) func(br pgx.BatchResults, eff *Effect) error {
 	switch d := ev.Data.(type) {
 	case *domain.ShiftCreated:
@@ -332,18 +341,151 @@ func queueApply(b *pgx.Batch, ev domain.Event, now time.Time) func(br pgx.BatchR
 			}
 			return readOpened(br.QueryRow(), eff)
 		}
+
 	case *domain.ShiftClaimed:
 		b.Queue(`UPDATE "Shift" SET worker_id = $2 WHERE id = $1`, d.ShiftID, d.WorkerID)
-		b.Queue(`DELETE FROM shiftcast.shift_openings WHERE shift_id = $1`, d.ShiftID)
-		return func(br pgx.BatchResults, _ *Effect) error {
-			if err := rowOrMissing("shift", d.ShiftID)(br.Exec()); err != nil {
+		b.Queue(closedSQL, d.ShiftID)
+		return execAll(2, rowOrMissing("shift", d.ShiftID), nil)
+
+	case *domain.ShiftRef:
+		if ev.Type == domain.TypeShiftReleased {
+			// A released shift is open again, in this transaction.
+			b.Queue(`UPDATE "Shift" SET worker_id = NULL WHERE id = $1`, d.ShiftID)
+			b.Queue(openedSQL, d.ShiftID, now.UTC())
+			return func(br pgx.BatchResults, eff *Effect) error {
+				if err := rowOrMissing("shift", d.ShiftID)(br.Exec()); err != nil {
+					return err
+				}
+				return readOpened(br.QueryRow(), eff)
+			}
+		}
+		b.Queue(`UPDATE "Shift" SET is_deleted = true WHERE id = $1`, d.ShiftID)
+		b.Queue(closedSQL, d.ShiftID)
+		return execAll(2, rowOrMissing("shift", d.ShiftID), nil)
+
+	case *domain.WorkerCreated:
+		b.Queue(`
+			INSERT INTO "Worker" (id, name, is_active, profession) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (id) DO NOTHING`, d.ID, d.Name, d.IsActive, string(d.Profession))
+		if d.IsActive {
+			return execAll(1, nil, []int64{d.ID})
+		}
+		return execAll(1, nil, nil)
+
+	case *domain.WorkerRef:
+		b.Queue(`UPDATE "Worker" SET is_active = $2 WHERE id = $1`, d.WorkerID, ev.Type == domain.TypeWorkerActivated)
+		if ev.Type == domain.TypeWorkerActivated {
+			return execAll(1, rowOrMissing("worker", d.WorkerID), []int64{d.WorkerID})
+		}
+		// A deactivated worker has left every shift's eligible set: when
+		// they come back, everything they can take is news to them.
+		// (Recorded apart from the notification state, which the digests
+		// update: see migration 00013.)
+		b.Queue(`
+			INSERT INTO shiftcast.worker_resets (worker_id, reset_xid) VALUES ($1, pg_current_xact_id())
+			ON CONFLICT (worker_id) DO UPDATE SET reset_xid = EXCLUDED.reset_xid`, d.WorkerID)
+		return execAll(2, rowOrMissing("worker", d.WorkerID), nil)
+
+	case *domain.WorkerDocument:
+		if ev.Type == domain.TypeWorkerDocumentAdded {
+			b.Queue(`
+				INSERT INTO "DocumentWorker" (worker_id, document_id)
+				SELECT $1, $2 WHERE NOT EXISTS (
+					SELECT 1 FROM "DocumentWorker" WHERE worker_id = $1 AND document_id = $2)`,
+				d.WorkerID, d.DocumentID)
+			return execAll(1, nil, []int64{d.WorkerID})
+		}
+		return queueRemove(b, `DELETE FROM "DocumentWorker" WHERE worker_id = $1 AND document_id = $2`,
+			`SELECT EXISTS (SELECT 1 FROM "Worker" WHERE id = $1)`, "worker", d.WorkerID, d.DocumentID, nil)
+
+	case *domain.FacilityCreated:
+		b.Queue(`
+			INSERT INTO "Facility" (id, name, is_active) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING`,
+			d.ID, d.Name, d.IsActive)
+		return execAll(1, nil, nil)
+
+	case *domain.FacilityRef:
+		active := ev.Type == domain.TypeFacilityActivated
+		b.Queue(`UPDATE "Facility" SET is_active = $2 WHERE id = $1`, d.FacilityID, active)
+		read := execAll(1, rowOrMissing("facility", d.FacilityID), nil)
+		if !active {
+			return read
+		}
+		return func(br pgx.BatchResults, eff *Effect) error {
+			if err := read(br, eff); err != nil {
 				return err
 			}
-			_, err := br.Exec()
-			return err
+			eff.Fanouts = append(eff.Fanouts, allProfessions(d.FacilityID)...)
+			return nil
 		}
+
+	case *domain.FacilityRequirement:
+		if ev.Type == domain.TypeFacilityRequirementAdded {
+			b.Queue(`
+				INSERT INTO "FacilityRequirement" (facility_id, document_id)
+				SELECT $1, $2 WHERE NOT EXISTS (
+					SELECT 1 FROM "FacilityRequirement" WHERE facility_id = $1 AND document_id = $2)`,
+				d.FacilityID, d.DocumentID)
+			return execAll(1, nil, nil)
+		}
+		return queueRemove(b, `DELETE FROM "FacilityRequirement" WHERE facility_id = $1 AND document_id = $2`,
+			`SELECT EXISTS (SELECT 1 FROM "Facility" WHERE id = $1)`, "facility", d.FacilityID, d.DocumentID,
+			allProfessions(d.FacilityID))
+
+	case *domain.DocumentCreated:
+		b.Queue(`
+			INSERT INTO "Document" (id, name, is_active) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING`,
+			d.ID, d.Name, d.IsActive)
+		return execAll(1, nil, nil)
 	}
 	return nil
+}
+
+// closedSQL forgets shift $1's opening: it is claimed or deleted.
+const closedSQL = `DELETE FROM shiftcast.shift_openings WHERE shift_id = $1`
+
+// execAll reads the results of the n statements an event queued: the
+// first one's through first (when set), the others' for their errors only.
+// It then notifies workers.
+func execAll(n int, first func(pgconn.CommandTag, error) error, workers []int64) func(br pgx.BatchResults, eff *Effect) error {
+	return func(br pgx.BatchResults, eff *Effect) error {
+		tag, err := br.Exec()
+		if first != nil {
+			err = first(tag, err)
+		}
+		for i := 1; i < n && err == nil; i++ {
+			_, err = br.Exec()
+		}
+		if err != nil {
+			return err
+		}
+		eff.NotifyWorkers = append(eff.NotifyWorkers, workers...)
+		return nil
+	}
+}
+
+// queueRemove queues the removal of a pair's rows (all of them: the tables
+// allow repeats) and a check that their owner exists. Removing what is not
+// there is a no-op, unless the owner itself is unknown, which means its
+// creation has not arrived yet.
+func queueRemove(b *pgx.Batch, del, exists, what string, owner, doc int64, fanouts []Fanout) func(br pgx.BatchResults, eff *Effect) error {
+	b.Queue(del, owner, doc)
+	b.Queue(exists, owner)
+	return func(br pgx.BatchResults, eff *Effect) error {
+		tag, err := br.Exec()
+		if err != nil {
+			return err
+		}
+		var ok bool
+		if err := br.QueryRow().Scan(&ok); err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 && !ok {
+			return missing("%s %d", what, owner)
+		}
+		eff.Fanouts = append(eff.Fanouts, fanouts...)
+		return nil
+	}
 }
 
 func isCreation(typ string) bool {
@@ -382,12 +524,6 @@ func entityOf(ev domain.Event) (kind string, id1, id2 int64) {
 	panic(fmt.Sprintf("store: no entity for event data %T", ev.Data))
 }
 
-// updateOrMissing runs an UPDATE of entity what/id; no row updated means
-// the entity's creation has not arrived yet.
-func updateOrMissing(ctx context.Context, tx pgx.Tx, what string, id int64, sql string, args ...any) error {
-	return rowOrMissing(what, id)(tx.Exec(ctx, sql, args...))
-}
-
 // rowOrMissing reads an UPDATE's outcome for entity what/id: its error, or
 // a missing dependency when it changed no row.
 func rowOrMissing(what string, id int64) func(pgconn.CommandTag, error) error {
@@ -413,136 +549,6 @@ func allProfessions(facilityID int64) []Fanout {
 		out[i] = Fanout{FacilityID: facilityID, Profession: p}
 	}
 	return out
-}
-
-// apply changes the marketplace tables for one event (new and claimed
-// shifts: see queueApply) and fills in who may have new shifts. Events
-// carry the state they set, so applying one whose
-// state is already there (a shared database, a replay after the id record
-// was pruned) changes nothing; who to notify is decided regardless, because
-// the notify job, not the event, decides what is actually new.
-func apply(ctx context.Context, tx pgx.Tx, ev domain.Event, now time.Time, eff *Effect) error {
-	switch d := ev.Data.(type) {
-	case *domain.ShiftRef:
-		if ev.Type == domain.TypeShiftReleased {
-			if err := updateOrMissing(ctx, tx, "shift", d.ShiftID, `UPDATE "Shift" SET worker_id = NULL WHERE id = $1`, d.ShiftID); err != nil {
-				return err
-			}
-			return opened(ctx, tx, d.ShiftID, now, eff)
-		}
-		if err := updateOrMissing(ctx, tx, "shift", d.ShiftID, `UPDATE "Shift" SET is_deleted = true WHERE id = $1`, d.ShiftID); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, `DELETE FROM shiftcast.shift_openings WHERE shift_id = $1`, d.ShiftID)
-		return err
-
-	case *domain.WorkerCreated:
-		if _, err := tx.Exec(ctx, `
-			INSERT INTO "Worker" (id, name, is_active, profession) VALUES ($1, $2, $3, $4)
-			ON CONFLICT (id) DO NOTHING`, d.ID, d.Name, d.IsActive, string(d.Profession)); err != nil {
-			return err
-		}
-		if d.IsActive {
-			eff.NotifyWorkers = append(eff.NotifyWorkers, d.ID)
-		}
-		return nil
-
-	case *domain.WorkerRef:
-		active := ev.Type == domain.TypeWorkerActivated
-		if err := updateOrMissing(ctx, tx, "worker", d.WorkerID, `UPDATE "Worker" SET is_active = $2 WHERE id = $1`, d.WorkerID, active); err != nil {
-			return err
-		}
-		if active {
-			eff.NotifyWorkers = append(eff.NotifyWorkers, d.WorkerID)
-			return nil
-		}
-		// A deactivated worker has left every shift's eligible set: when
-		// they come back, everything they can take is news to them.
-		_, err := tx.Exec(ctx, `
-			UPDATE shiftcast.worker_notify_state SET facilities = '{}', snapshot = NULL WHERE worker_id = $1`, d.WorkerID)
-		return err
-
-	case *domain.WorkerDocument:
-		if ev.Type == domain.TypeWorkerDocumentAdded {
-			if _, err := tx.Exec(ctx, `
-				INSERT INTO "DocumentWorker" (worker_id, document_id)
-				SELECT $1, $2 WHERE NOT EXISTS (
-					SELECT 1 FROM "DocumentWorker" WHERE worker_id = $1 AND document_id = $2)`,
-				d.WorkerID, d.DocumentID); err != nil {
-				return err
-			}
-			eff.NotifyWorkers = append(eff.NotifyWorkers, d.WorkerID)
-			return nil
-		}
-		return deleteOrMissing(ctx, tx,
-			`DELETE FROM "DocumentWorker" WHERE worker_id = $1 AND document_id = $2`,
-			`SELECT EXISTS (SELECT 1 FROM "Worker" WHERE id = $1)`, "worker", d.WorkerID, d.DocumentID)
-
-	case *domain.FacilityCreated:
-		_, err := tx.Exec(ctx, `
-			INSERT INTO "Facility" (id, name, is_active) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING`,
-			d.ID, d.Name, d.IsActive)
-		return err
-
-	case *domain.FacilityRef:
-		active := ev.Type == domain.TypeFacilityActivated
-		if err := updateOrMissing(ctx, tx, "facility", d.FacilityID, `UPDATE "Facility" SET is_active = $2 WHERE id = $1`, d.FacilityID, active); err != nil {
-			return err
-		}
-		if active {
-			eff.Fanouts = append(eff.Fanouts, allProfessions(d.FacilityID)...)
-		}
-		return nil
-
-	case *domain.FacilityRequirement:
-		if ev.Type == domain.TypeFacilityRequirementAdded {
-			_, err := tx.Exec(ctx, `
-				INSERT INTO "FacilityRequirement" (facility_id, document_id)
-				SELECT $1, $2 WHERE NOT EXISTS (
-					SELECT 1 FROM "FacilityRequirement" WHERE facility_id = $1 AND document_id = $2)`,
-				d.FacilityID, d.DocumentID)
-			return err
-		}
-		if err := deleteOrMissing(ctx, tx,
-			`DELETE FROM "FacilityRequirement" WHERE facility_id = $1 AND document_id = $2`,
-			`SELECT EXISTS (SELECT 1 FROM "Facility" WHERE id = $1)`, "facility", d.FacilityID, d.DocumentID); err != nil {
-			return err
-		}
-		eff.Fanouts = append(eff.Fanouts, allProfessions(d.FacilityID)...)
-		return nil
-
-	case *domain.DocumentCreated:
-		_, err := tx.Exec(ctx, `
-			INSERT INTO "Document" (id, name, is_active) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING`,
-			d.ID, d.Name, d.IsActive)
-		return err
-	}
-	return fmt.Errorf("no handler for event data %T", ev.Data)
-}
-
-// deleteOrMissing removes a pair's rows (all of them: the tables allow
-// repeats). Removing what is not there is a no-op, unless the owner itself
-// is unknown, which means its creation has not arrived yet.
-func deleteOrMissing(ctx context.Context, tx pgx.Tx, del, exists, what string, owner, doc int64) error {
-	tag, err := tx.Exec(ctx, del, owner, doc)
-	if err != nil || tag.RowsAffected() > 0 {
-		return err
-	}
-	var ok bool
-	if err := tx.QueryRow(ctx, exists, owner).Scan(&ok); err != nil {
-		return err
-	}
-	if !ok {
-		return missing("%s %d", what, owner)
-	}
-	return nil
-}
-
-// opened records that shift id (is now) open, in this transaction, and fans
-// it out when it is in the future. A shift that is deleted or claimed after
-// all (a shared database ahead of the event) is not open: nothing to do.
-func opened(ctx context.Context, tx pgx.Tx, id int64, now time.Time, eff *Effect) error {
-	return readOpened(tx.QueryRow(ctx, openedSQL, id, now.UTC()), eff)
 }
 
 // openedSQL records shift $1's opening if it is open, and returns its

@@ -219,9 +219,11 @@ func (s *Store) buildDigests(ctx context.Context, workerIDs []int64, now time.Ti
 // their last push took into account.
 const digestWorkersSQL = `
 	SELECT b.id, st.worker_id IS NOT NULL, COALESCE(w.profession::text, ''), COALESCE(w.is_active, false),
-	       COALESCE(wd.document_ids, '{}'), COALESCE(st.facilities, '{}'), st.snapshot::text
+	       COALESCE(wd.document_ids, '{}'), COALESCE(st.facilities, '{}'), st.snapshot::text,
+	       r.reset_xid::text::bigint
 	FROM unnest($1::int[]) AS b(id)
 	LEFT JOIN shiftcast.worker_notify_state st ON st.worker_id = b.id
+	LEFT JOIN shiftcast.worker_resets r ON r.worker_id = b.id
 	LEFT JOIN "Worker" w ON w.id = b.id
 	LEFT JOIN shiftcast.worker_documents wd ON wd.worker_id = b.id`
 
@@ -268,12 +270,20 @@ const freshShiftsSQL = `
 	) s ON true`
 
 func digestTx(ctx context.Context, tx pgx.Tx, ids []int64, now time.Time, k int, lease time.Duration, enqueue func(ctx context.Context, tx pgx.Tx, notificationID string) error) (map[int64]DigestResult, error) {
-	workers, missing, err := digestWorkers(ctx, tx, ids)
-	if err != nil {
-		return nil, err
+	// Three round trips, each a pipeline of the statements that need
+	// nothing from one another (who, then what is new, then the records):
+	// under load every round trip waits on a busy database and a busy
+	// client, so their number, not the statements', bounds a batch.
+	b := &pgx.Batch{}
+	b.Queue(digestWorkersSQL, ids)
+	b.Queue(activeFacilitiesSQL)
+	br := tx.SendBatch(ctx, b)
+	workers, missing, err := readDigestWorkers(br.Query())
+	var active []domain.FacilityRequirements
+	if err == nil {
+		active, err = readActiveFacilities(br.Query())
 	}
-	active, err := activeFacilities(ctx, tx)
-	if err != nil {
+	if err := errors.Join(err, br.Close()); err != nil {
 		return nil, err
 	}
 	plans := make([]domain.DigestPlan, len(workers))
@@ -298,7 +308,9 @@ func digestTx(ctx context.Context, tx pgx.Tx, ids []int64, now time.Time, k int,
 			xmins = append(xmins, w.Snapshot.Xmin)
 		}
 	}
-	b := &domain.DigestBuilder{K: k}
+	builder := &domain.DigestBuilder{K: k}
+	b = &pgx.Batch{}
+	var openings *openingsReader
 	if len(reading) > 0 {
 		// Nine workers in ten share one range read, from the oldest of
 		// their watermarks; the older ones' earlier openings are read by
@@ -327,12 +339,21 @@ func digestTx(ctx context.Context, tx pgx.Tx, ids []int64, now time.Time, k int,
 				}
 			}
 		}
-		if b.Openings, err = digestOpenings(ctx, tx, profs, split, older, now); err != nil {
-			return nil, err
-		}
+		openings = queueOpenings(b, profs, split, older, now)
 	}
 	if len(fresh) > 0 {
-		if b.Open, err = freshShifts(ctx, tx, fresh, now, k); err != nil {
+		facs, profs := pairColumns(fresh)
+		b.Queue(freshShiftsSQL, facs, profs, now, k)
+	}
+	if b.Len() > 0 {
+		br := tx.SendBatch(ctx, b)
+		if openings != nil {
+			builder.Openings, err = openings.read(br)
+		}
+		if err == nil && len(fresh) > 0 {
+			builder.Open, err = readFreshShifts(br.Query())
+		}
+		if err := errors.Join(err, br.Close()); err != nil {
 			return nil, err
 		}
 	}
@@ -355,7 +376,7 @@ func digestTx(ctx context.Context, tx pgx.Tx, ids []int64, now time.Time, k int,
 		stateIDs[i] = w.ID
 		facilities = appendIntArray(facilities[:0], plans[i].Eligible)
 		stateFacs[i] = string(facilities)
-		d := b.Build(w, plans[i])
+		d := builder.Build(w, plans[i])
 		out[w.ID] = DigestResult{WorkerID: w.ID}
 		if d.Count == 0 {
 			continue
@@ -367,43 +388,47 @@ func digestTx(ctx context.Context, tx pgx.Tx, ids []int64, now time.Time, k int,
 		digests[w.ID] = d
 		newIDs, newCounts, newBodies = append(newIDs, w.ID), append(newCounts, int64(d.Count)), append(newBodies, body)
 	}
-	if len(stateIDs) > 0 {
-		// The new watermark: what was eligible and visible in this very
-		// transaction's snapshot.
-		if _, err := tx.Exec(ctx, `
-			UPDATE shiftcast.worker_notify_state st
-			SET facilities = u.facilities::int[], snapshot = pg_current_snapshot(), notified_at = now()
-			FROM unnest($1::int[], $2::text[]) AS u(worker_id, facilities)
-			WHERE st.worker_id = u.worker_id`, stateIDs, stateFacs); err != nil {
-			return nil, err
-		}
-	}
-	if len(newIDs) == 0 {
+	if len(stateIDs) == 0 {
 		return out, nil
 	}
-	rows, err := tx.Query(ctx, `
-		INSERT INTO shiftcast.notifications (worker_id, count, shifts, lease_until)
-		SELECT u.worker_id, u.count, u.shifts,
-		       CASE WHEN $4::bigint > 0 THEN now() + $4::bigint * interval '1 microsecond' END
-		FROM unnest($1::int[], $2::int[], $3::jsonb[]) AS u(worker_id, count, shifts)
-		RETURNING id::text, worker_id, created_at`, newIDs, newCounts, newBodies, lease.Microseconds())
-	if err != nil {
-		return nil, err
+	b = &pgx.Batch{}
+	// The new watermark: what was eligible and visible in this very
+	// transaction's snapshot.
+	b.Queue(`
+		UPDATE shiftcast.worker_notify_state st
+		SET facilities = u.facilities::int[], snapshot = pg_current_snapshot(), notified_at = now()
+		FROM unnest($1::int[], $2::text[]) AS u(worker_id, facilities)
+		WHERE st.worker_id = u.worker_id`, stateIDs, stateFacs)
+	if len(newIDs) > 0 {
+		b.Queue(`
+			INSERT INTO shiftcast.notifications (worker_id, count, shifts, lease_until)
+			SELECT u.worker_id, u.count, u.shifts,
+			       CASE WHEN $4::bigint > 0 THEN now() + $4::bigint * interval '1 microsecond' END
+			FROM unnest($1::int[], $2::int[], $3::jsonb[]) AS u(worker_id, count, shifts)
+			RETURNING id::text, worker_id, created_at`, newIDs, newCounts, newBodies, lease.Microseconds())
 	}
-	var (
-		nid      string
-		wid      int64
-		created  time.Time
-		recorded []*domain.Notification
-	)
-	if _, err := pgx.ForEachRow(rows, []any{&nid, &wid, &created}, func() error {
-		d := digests[wid]
-		n := &domain.Notification{ID: nid, Type: domain.NotificationTypeShiftsAvailable, WorkerID: wid,
-			Count: d.Count, Shifts: d.Shifts, CreatedAt: created.UTC()}
-		out[wid] = DigestResult{WorkerID: wid, Notification: n}
-		recorded = append(recorded, n)
-		return nil
-	}); err != nil {
+	br = tx.SendBatch(ctx, b)
+	_, err = br.Exec()
+	var recorded []*domain.Notification
+	if err == nil && len(newIDs) > 0 {
+		var (
+			rows    pgx.Rows
+			nid     string
+			wid     int64
+			created time.Time
+		)
+		if rows, err = br.Query(); err == nil {
+			_, err = pgx.ForEachRow(rows, []any{&nid, &wid, &created}, func() error {
+				d := digests[wid]
+				n := &domain.Notification{ID: nid, Type: domain.NotificationTypeShiftsAvailable, WorkerID: wid,
+					Count: d.Count, Shifts: d.Shifts, CreatedAt: created.UTC()}
+				out[wid] = DigestResult{WorkerID: wid, Notification: n}
+				recorded = append(recorded, n)
+				return nil
+			})
+		}
+	}
+	if err := errors.Join(err, br.Close()); err != nil {
 		return nil, err
 	}
 	if enqueue != nil {
@@ -416,10 +441,9 @@ func digestTx(ctx context.Context, tx pgx.Tx, ids []int64, now time.Time, k int,
 	return out, nil
 }
 
-// digestWorkers reads the workers of ids that have notification state; the
-// others are returned as missing.
-func digestWorkers(ctx context.Context, tx pgx.Tx, ids []int64) (workers []domain.DigestWorker, missing []int64, err error) {
-	rows, err := tx.Query(ctx, digestWorkersSQL, ids)
+// readDigestWorkers reads digestWorkersSQL's rows: the workers that have
+// notification state, and the ids of the others, missing.
+func readDigestWorkers(rows pgx.Rows, err error) (workers []domain.DigestWorker, missing []int64, _ error) {
 	if err != nil {
 		return nil, nil, err
 	}
@@ -429,8 +453,9 @@ func digestWorkers(ctx context.Context, tx pgx.Tx, ids []int64) (workers []domai
 		prof             string
 		docs, facilities []int64
 		snapshot         pgtype.Text
+		reset            pgtype.Int8
 	)
-	_, err = pgx.ForEachRow(rows, []any{&id, &hasState, &prof, &isAct, &docs, &facilities, &snapshot}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&id, &hasState, &prof, &isAct, &docs, &facilities, &snapshot, &reset}, func() error {
 		if !hasState {
 			missing = append(missing, id)
 			return nil
@@ -445,14 +470,18 @@ func digestWorkers(ctx context.Context, tx pgx.Tx, ids []int64) (workers []domai
 			}
 			w.Snapshot = &snap
 		}
+		if reset.Valid && (w.Snapshot == nil || !w.Snapshot.Visible(uint64(reset.Int64))) {
+			// Deactivated since the last push: the worker knows nothing.
+			w.Facilities, w.Snapshot = nil, nil
+		}
 		workers = append(workers, w)
 		return nil
 	})
 	return workers, missing, err
 }
 
-func activeFacilities(ctx context.Context, tx pgx.Tx) ([]domain.FacilityRequirements, error) {
-	rows, err := tx.Query(ctx, activeFacilitiesSQL)
+// readActiveFacilities reads activeFacilitiesSQL's rows.
+func readActiveFacilities(rows pgx.Rows, err error) ([]domain.FacilityRequirements, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -471,7 +500,29 @@ func activeFacilities(ctx context.Context, tx pgx.Tx) ([]domain.FacilityRequirem
 // digestOpenings reads, per profession in (start, id) order, the openings
 // of professions profs from transaction split on, and those of the pairs
 // in older from each one's xmin up to split.
-func digestOpenings(ctx context.Context, tx pgx.Tx, profs []string, split uint64, older map[domain.FacilityProfession]uint64, now time.Time) (map[domain.Profession][]domain.Opening, error) {
+// openingsReader reads the openings queueOpenings queued.
+type openingsReader struct{ stale bool }
+
+// queueOpenings queues the reads of the openings of professions profs by
+// transactions from split on and, for each pair in older, of that pair's
+// openings from its xmin up to split: all of shifts starting after now.
+func queueOpenings(b *pgx.Batch, profs []string, split uint64, older map[domain.FacilityProfession]uint64, now time.Time) *openingsReader {
+	b.Queue(digestOpeningsSQL, profs, strconv.FormatUint(split, 10), now)
+	if len(older) == 0 {
+		return &openingsReader{}
+	}
+	pairs := make([]domain.FacilityProfession, 0, len(older))
+	xmins := make([]string, 0, len(older))
+	for fp, x := range older {
+		pairs, xmins = append(pairs, fp), append(xmins, strconv.FormatUint(x, 10))
+	}
+	facs, ps := pairColumns(pairs)
+	b.Queue(staleOpeningsSQL, facs, ps, xmins, strconv.FormatUint(split, 10), now)
+	return &openingsReader{stale: true}
+}
+
+// read returns the openings by profession, each list in shift order.
+func (r *openingsReader) read(br pgx.BatchResults) (map[domain.Profession][]domain.Opening, error) {
 	out := map[domain.Profession][]domain.Opening{}
 	var (
 		xid        int64
@@ -485,21 +536,12 @@ func digestOpenings(ctx context.Context, tx pgx.Tx, profs []string, split uint64
 		out[o.Profession] = append(out[o.Profession], domain.Opening{XID: uint64(xid), Shift: o})
 		return nil
 	}
-	rows, err := tx.Query(ctx, digestOpeningsSQL, profs, strconv.FormatUint(split, 10), now)
-	if err != nil {
-		return nil, err
+	reads := 1
+	if r.stale {
+		reads = 2
 	}
-	if _, err := pgx.ForEachRow(rows, scan, add); err != nil {
-		return nil, err
-	}
-	if len(older) > 0 {
-		pairs := make([]domain.FacilityProfession, 0, len(older))
-		xmins := make([]string, 0, len(older))
-		for fp, x := range older {
-			pairs, xmins = append(pairs, fp), append(xmins, strconv.FormatUint(x, 10))
-		}
-		facs, profs := pairColumns(pairs)
-		rows, err := tx.Query(ctx, staleOpeningsSQL, facs, profs, xmins, strconv.FormatUint(split, 10), now)
+	for range reads {
+		rows, err := br.Query()
 		if err != nil {
 			return nil, err
 		}
@@ -513,13 +555,12 @@ func digestOpenings(ctx context.Context, tx pgx.Tx, profs []string, split uint64
 	return out, nil
 }
 
-func freshShifts(ctx context.Context, tx pgx.Tx, pairs []domain.FacilityProfession, now time.Time, k int) (map[domain.FacilityProfession]domain.OpenShifts, error) {
-	facs, profs := pairColumns(pairs)
-	rows, err := tx.Query(ctx, freshShiftsSQL, facs, profs, now, k)
+// readFreshShifts reads freshShiftsSQL's rows: each pair's open shifts.
+func readFreshShifts(rows pgx.Rows, err error) (map[domain.FacilityProfession]domain.OpenShifts, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[domain.FacilityProfession]domain.OpenShifts, len(pairs))
+	out := map[domain.FacilityProfession]domain.OpenShifts{}
 	var (
 		fac        int64
 		prof       string
@@ -887,7 +928,7 @@ const baselineSQL = `
 func (s *Store) ResetPipelineState(ctx context.Context) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `
-			TRUNCATE shiftcast.applied_events, shiftcast.entity_positions, shiftcast.shift_openings, shiftcast.notify_scheduled, shiftcast.fanout_marks;
+			TRUNCATE shiftcast.applied_events, shiftcast.entity_positions, shiftcast.shift_openings, shiftcast.notify_scheduled, shiftcast.fanout_marks, shiftcast.worker_resets;
 			DELETE FROM shiftcast.worker_notify_state ns WHERE NOT EXISTS (SELECT 1 FROM "Worker" w WHERE w.id = ns.worker_id);
 			INSERT INTO shiftcast.worker_notify_state (worker_id, facilities, snapshot, notified_at)
 			`+baselineSQL+`

@@ -63,7 +63,7 @@ func (c *pipelineConfig) register(fs *flag.FlagSet, getenv func(string) string) 
 	fs.DurationVar(&c.deliveryLease, "delivery-lease", time.Minute, "how long a digest's builder owns its first delivery before a sweep (every quarter of it) hands it to a deliver job: the delay after a crash mid-delivery")
 	fs.Float64Var(&c.digestRate, "digest-rate", 0, "most digests this instance builds per second (0: no limit); spreads a window's digests out so that events keep their share of the machine")
 	fs.IntVar(&c.notifyWorkers, "notify-workers", 500, "notify jobs run at once by this instance (River notify queue workers); their digests are built in shared batches")
-	fs.IntVar(&c.consumerWorkers, "event-workers", 64, "events handled at once by this instance")
+	fs.IntVar(&c.consumerWorkers, "event-workers", 128, "events handled at once by this instance (enough to fill the batches of the four transactions applying them)")
 	fs.IntVar(&c.eventBatch, "event-batch", 32, "most events applied in one transaction (at most 64)")
 	fs.IntVar(&c.maxDeliver, "event-max-deliver", 10, "deliveries of an event that keeps failing before it is dead-lettered")
 	fs.IntVar(&c.replicas, "stream-replicas", 1, "replicas of the MARKETPLACE streams (3 on a cluster)")
@@ -136,7 +136,7 @@ func newPipeline(cfg pipelineConfig, st *store.Store, nc *nats.Conn, m *metrics.
 		Store: st, Channels: channels,
 		Window: cfg.digestWindow, Grace: cfg.digestGrace, DigestSize: cfg.digestSize,
 		MaxDeliveryAttempts: cfg.deliveryAttempts, RetryBase: cfg.retryBase,
-		DeliveryLease: cfg.deliveryLease, NotifyWorkers: cfg.notifyWorkers, DigestRate: cfg.digestRate,
+		DeliveryLease: cfg.deliveryLease, NotifyWorkers: cfg.notifyWorkers, DigestBatch: cfg.notifyWorkers, DigestRate: cfg.digestRate,
 		Work: cfg.work, Metrics: m, Logger: logger.Named("jobs"),
 	})
 	if err != nil {
