@@ -345,7 +345,7 @@ func queueApply(b *pgx.Batch, ev domain.Event, now time.Time) func(br pgx.BatchR
 	case *domain.ShiftClaimed:
 		b.Queue(`UPDATE "Shift" SET worker_id = $2 WHERE id = $1`, d.ShiftID, d.WorkerID)
 		b.Queue(closedSQL, d.ShiftID)
-		return execAll(2, rowOrMissing("shift", d.ShiftID), nil)
+		return execAll(2, rowOrMissing("shift", d.ShiftID), Effect{})
 
 	case *domain.ShiftRef:
 		if ev.Type == domain.TypeShiftReleased {
@@ -361,21 +361,22 @@ func queueApply(b *pgx.Batch, ev domain.Event, now time.Time) func(br pgx.BatchR
 		}
 		b.Queue(`UPDATE "Shift" SET is_deleted = true WHERE id = $1`, d.ShiftID)
 		b.Queue(closedSQL, d.ShiftID)
-		return execAll(2, rowOrMissing("shift", d.ShiftID), nil)
+		return execAll(2, rowOrMissing("shift", d.ShiftID), Effect{})
 
 	case *domain.WorkerCreated:
 		b.Queue(`
 			INSERT INTO "Worker" (id, name, is_active, profession) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (id) DO NOTHING`, d.ID, d.Name, d.IsActive, string(d.Profession))
+		var eff Effect
 		if d.IsActive {
-			return execAll(1, nil, []int64{d.ID})
+			eff.NotifyWorkers = []int64{d.ID}
 		}
-		return execAll(1, nil, nil)
+		return execAll(1, nil, eff)
 
 	case *domain.WorkerRef:
 		b.Queue(`UPDATE "Worker" SET is_active = $2 WHERE id = $1`, d.WorkerID, ev.Type == domain.TypeWorkerActivated)
 		if ev.Type == domain.TypeWorkerActivated {
-			return execAll(1, rowOrMissing("worker", d.WorkerID), []int64{d.WorkerID})
+			return execAll(1, rowOrMissing("worker", d.WorkerID), Effect{NotifyWorkers: []int64{d.WorkerID}})
 		}
 		// A deactivated worker has left every shift's eligible set: when
 		// they come back, everything they can take is news to them.
@@ -384,59 +385,43 @@ func queueApply(b *pgx.Batch, ev domain.Event, now time.Time) func(br pgx.BatchR
 		b.Queue(`
 			INSERT INTO shiftcast.worker_resets (worker_id, reset_xid) VALUES ($1, pg_current_xact_id())
 			ON CONFLICT (worker_id) DO UPDATE SET reset_xid = EXCLUDED.reset_xid`, d.WorkerID)
-		return execAll(2, rowOrMissing("worker", d.WorkerID), nil)
+		return execAll(2, rowOrMissing("worker", d.WorkerID), Effect{})
 
 	case *domain.WorkerDocument:
 		if ev.Type == domain.TypeWorkerDocumentAdded {
-			b.Queue(`
-				INSERT INTO "DocumentWorker" (worker_id, document_id)
-				SELECT $1, $2 WHERE NOT EXISTS (
-					SELECT 1 FROM "DocumentWorker" WHERE worker_id = $1 AND document_id = $2)`,
-				d.WorkerID, d.DocumentID)
-			return execAll(1, nil, []int64{d.WorkerID})
+			queueAddPair(b, `"DocumentWorker"`, "worker_id", d.WorkerID, d.DocumentID)
+			return execAll(1, nil, Effect{NotifyWorkers: []int64{d.WorkerID}})
 		}
-		return queueRemove(b, `DELETE FROM "DocumentWorker" WHERE worker_id = $1 AND document_id = $2`,
-			`SELECT EXISTS (SELECT 1 FROM "Worker" WHERE id = $1)`, "worker", d.WorkerID, d.DocumentID, nil)
+		return queueRemovePair(b, `"DocumentWorker"`, "worker_id", `"Worker"`, "worker", d.WorkerID, d.DocumentID, Effect{})
 
 	case *domain.FacilityCreated:
 		b.Queue(`
 			INSERT INTO "Facility" (id, name, is_active) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING`,
 			d.ID, d.Name, d.IsActive)
-		return execAll(1, nil, nil)
+		return execAll(1, nil, Effect{})
 
 	case *domain.FacilityRef:
 		active := ev.Type == domain.TypeFacilityActivated
 		b.Queue(`UPDATE "Facility" SET is_active = $2 WHERE id = $1`, d.FacilityID, active)
-		read := execAll(1, rowOrMissing("facility", d.FacilityID), nil)
-		if !active {
-			return read
+		var eff Effect
+		if active {
+			eff.Fanouts = allProfessions(d.FacilityID)
 		}
-		return func(br pgx.BatchResults, eff *Effect) error {
-			if err := read(br, eff); err != nil {
-				return err
-			}
-			eff.Fanouts = append(eff.Fanouts, allProfessions(d.FacilityID)...)
-			return nil
-		}
+		return execAll(1, rowOrMissing("facility", d.FacilityID), eff)
 
 	case *domain.FacilityRequirement:
 		if ev.Type == domain.TypeFacilityRequirementAdded {
-			b.Queue(`
-				INSERT INTO "FacilityRequirement" (facility_id, document_id)
-				SELECT $1, $2 WHERE NOT EXISTS (
-					SELECT 1 FROM "FacilityRequirement" WHERE facility_id = $1 AND document_id = $2)`,
-				d.FacilityID, d.DocumentID)
-			return execAll(1, nil, nil)
+			queueAddPair(b, `"FacilityRequirement"`, "facility_id", d.FacilityID, d.DocumentID)
+			return execAll(1, nil, Effect{})
 		}
-		return queueRemove(b, `DELETE FROM "FacilityRequirement" WHERE facility_id = $1 AND document_id = $2`,
-			`SELECT EXISTS (SELECT 1 FROM "Facility" WHERE id = $1)`, "facility", d.FacilityID, d.DocumentID,
-			allProfessions(d.FacilityID))
+		return queueRemovePair(b, `"FacilityRequirement"`, "facility_id", `"Facility"`, "facility", d.FacilityID, d.DocumentID,
+			Effect{Fanouts: allProfessions(d.FacilityID)})
 
 	case *domain.DocumentCreated:
 		b.Queue(`
 			INSERT INTO "Document" (id, name, is_active) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING`,
 			d.ID, d.Name, d.IsActive)
-		return execAll(1, nil, nil)
+		return execAll(1, nil, Effect{})
 	}
 	return nil
 }
@@ -446,9 +431,9 @@ const closedSQL = `DELETE FROM shiftcast.shift_openings WHERE shift_id = $1`
 
 // execAll reads the results of the n statements an event queued: the
 // first one's through first (when set), the others' for their errors only.
-// It then notifies workers.
-func execAll(n int, first func(pgconn.CommandTag, error) error, workers []int64) func(br pgx.BatchResults, eff *Effect) error {
-	return func(br pgx.BatchResults, eff *Effect) error {
+// The event's effect is then eff.
+func execAll(n int, first func(pgconn.CommandTag, error) error, eff Effect) func(br pgx.BatchResults, out *Effect) error {
+	return func(br pgx.BatchResults, out *Effect) error {
 		tag, err := br.Exec()
 		if first != nil {
 			err = first(tag, err)
@@ -459,19 +444,29 @@ func execAll(n int, first func(pgconn.CommandTag, error) error, workers []int64)
 		if err != nil {
 			return err
 		}
-		eff.NotifyWorkers = append(eff.NotifyWorkers, workers...)
+		out.merge(eff)
 		return nil
 	}
 }
 
-// queueRemove queues the removal of a pair's rows (all of them: the tables
-// allow repeats) and a check that their owner exists. Removing what is not
-// there is a no-op, unless the owner itself is unknown, which means its
-// creation has not arrived yet.
-func queueRemove(b *pgx.Batch, del, exists, what string, owner, doc int64, fanouts []Fanout) func(br pgx.BatchResults, eff *Effect) error {
-	b.Queue(del, owner, doc)
-	b.Queue(exists, owner)
-	return func(br pgx.BatchResults, eff *Effect) error {
+// queueAddPair queues the insert of an (owner, document) pair into table,
+// unless it is there already.
+func queueAddPair(b *pgx.Batch, table, ownerColumn string, owner, doc int64) {
+	b.Queue(`
+		INSERT INTO `+table+` (`+ownerColumn+`, document_id)
+		SELECT $1, $2 WHERE NOT EXISTS (
+			SELECT 1 FROM `+table+` WHERE `+ownerColumn+` = $1 AND document_id = $2)`, owner, doc)
+}
+
+// queueRemovePair queues the removal of an (owner, document) pair's rows
+// from table (all of them: the tables allow repeats) and a check that the
+// owner exists in ownerTable. Removing what is not there is a no-op, unless
+// the owner itself is unknown, which means its creation has not arrived
+// yet. The event's effect is then eff.
+func queueRemovePair(b *pgx.Batch, table, ownerColumn, ownerTable, what string, owner, doc int64, eff Effect) func(br pgx.BatchResults, out *Effect) error {
+	b.Queue(`DELETE FROM `+table+` WHERE `+ownerColumn+` = $1 AND document_id = $2`, owner, doc)
+	b.Queue(`SELECT EXISTS (SELECT 1 FROM `+ownerTable+` WHERE id = $1)`, owner)
+	return func(br pgx.BatchResults, out *Effect) error {
 		tag, err := br.Exec()
 		if err != nil {
 			return err
@@ -483,7 +478,7 @@ func queueRemove(b *pgx.Batch, del, exists, what string, owner, doc int64, fanou
 		if tag.RowsAffected() == 0 && !ok {
 			return missing("%s %d", what, owner)
 		}
-		eff.Fanouts = append(eff.Fanouts, fanouts...)
+		out.merge(eff)
 		return nil
 	}
 }

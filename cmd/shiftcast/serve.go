@@ -28,6 +28,7 @@ type serveConfig struct {
 	common
 	pipeline       pipelineConfig
 	httpAddr       string
+	readURL        string
 	migrate        bool
 	maxConns       int
 	concurrency    int
@@ -39,6 +40,7 @@ type serveConfig struct {
 
 func (c *serveConfig) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&c.httpAddr, "http-addr", envOr(getenv, "HTTP_ADDR", ":8080"), "HTTP listen address (env HTTP_ADDR)")
+	fs.StringVar(&c.readURL, "read-database-url", getenv("READ_DATABASE_URL"), "PostgreSQL the queries (eligibility, reports) read from, e.g. a streaming replica of DATABASE_URL; DATABASE_URL when empty (env READ_DATABASE_URL)")
 	fs.BoolVar(&c.migrate, "migrate", true, "apply migrations at start (retried in the background while the database is down)")
 	fs.IntVar(&c.maxConns, "db-max-conns", 4*runtime.GOMAXPROCS(0), "PostgreSQL pool size (more connections than a few per core only add contention)")
 	fs.IntVar(&c.concurrency, "nats-concurrency", 64, "NATS requests handled at once")
@@ -80,6 +82,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 // so dev and tests can start it in-process and stop it cleanly.
 type serveApp struct {
 	store     *store.Store
+	reads     *store.Store // the queries' database, when apart from store
 	nc        *nats.Conn
 	responder *consumers.Responder
 	http      *httpapi.Server
@@ -150,9 +153,21 @@ func startServe(ctx context.Context, cfg serveConfig, logger *zap.Logger) (*serv
 	}
 	app.nc = nc
 
+	// The queries read from a replica when one is given: the design's way
+	// to scale them, and it keeps them off the primary the pipeline
+	// writes to. A replica lags a little: a shift claimed a moment ago may
+	// still be listed (a claim is checked by the marketplace anyway).
+	reads := st
+	if cfg.readURL != "" {
+		if reads, err = store.Open(ctx, cfg.readURL, store.Config{MaxConns: int32(cfg.maxConns)}); err != nil {
+			app.closeQuiet()
+			return nil, fmt.Errorf("read database: %w", err)
+		}
+		app.reads = reads
+	}
 	m := metrics.New()
-	svc := eligibility.NewService(st)
-	rep := reports.NewService(st)
+	svc := eligibility.NewService(reads)
+	rep := reports.NewService(reads)
 	app.responder, err = consumers.StartResponder(nc, consumers.ResponderConfig{
 		Service: svc, Reports: rep, Version: version, Concurrency: cfg.concurrency, Timeout: cfg.requestTimeout,
 		Metrics: m, Logger: logger.Named("responder"),
@@ -162,6 +177,9 @@ func startServe(ctx context.Context, cfg serveConfig, logger *zap.Logger) (*serv
 		return nil, err
 	}
 	ready := map[string]httpapi.Pinger{"postgres": st, "migrations": migrated, "nats": natsPinger{nc}}
+	if app.reads != nil {
+		ready["postgres_read"] = app.reads
+	}
 	var adm httpapi.Admin
 	if cfg.pipeline.events || cfg.pipeline.work {
 		pl, err := newPipeline(cfg.pipeline, st, nc, m, logger.Named("pipeline"))
@@ -271,6 +289,9 @@ func (a *serveApp) close(ctx context.Context) error {
 		}
 	}
 	a.cancel()
+	if a.reads != nil {
+		a.reads.Close()
+	}
 	if a.store != nil {
 		a.store.Close()
 	}
