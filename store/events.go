@@ -320,8 +320,9 @@ const recordEventSQL = `
 // and returns what reads their results and fills in who may have new
 // shifts; nil for an event it does not know. Its statements run whether or
 // not the event turns out to be a repeat or stale (applyRun then undoes
-// them), so none of them may depend on another's result: what is not
-// there yet comes back as ErrMissingDependency, from the reader.
+// them), and all are sent before any result is read, so what one sends
+// cannot depend on what an earlier one returned: an entity that is not
+// there yet is found out by the reader, as ErrMissingDependency.
 //
 // Events carry the state they set, so applying one whose state is already
 // there (a shared database, a replay after the id record was pruned)
