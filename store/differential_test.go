@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -337,4 +338,63 @@ func (d dataset) missing(w workerRow, s shiftRow) []int64 {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// Listings asked for at once share round trips (see Store.EligibleShifts):
+// under concurrent load each request must still get its own page.
+func TestStore_EligibleShiftsConcurrent(t *testing.T) {
+	t.Parallel()
+	b := setup(t) // 4 connections: 32 callers make batches
+	svc := eligibility.NewService(b.store)
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(7, 0x5eed))
+	d := randomDataset(r)
+	d.load(t, b)
+	type ask struct {
+		params eligibility.ShiftsParams
+		want   []int64
+	}
+	var asks []ask
+	for _, w := range d.workers {
+		want := d.oracleShifts(w, nil, nil)
+		for limit := 1; limit <= 3; limit++ {
+			asks = append(asks, ask{
+				params: eligibility.ShiftsParams{WorkerID: fmt.Sprint(w.id), Limit: fmt.Sprint(limit)},
+				want:   want[:min(limit, len(want))],
+			})
+		}
+		// Warm the facility cache, so that the hot statement answers.
+		_, err := svc.Shifts(ctx, eligibility.ShiftsParams{WorkerID: fmt.Sprint(w.id)})
+		require.NoError(t, err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 32)
+	for g := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 60 {
+				a := asks[(g*7+i)%len(asks)]
+				resp, err := svc.Shifts(ctx, a.params)
+				if err != nil {
+					errs <- err
+					return
+				}
+				got := make([]int64, 0, len(resp.Shifts))
+				for _, s := range resp.Shifts {
+					got = append(got, s.ID)
+				}
+				if !slices.Equal(a.want, got) {
+					errs <- fmt.Errorf("worker %s, limit %s: got %v, want %v", a.params.WorkerID, a.params.Limit, got, a.want)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	require.Positive(t, b.store.FacilityCacheStats().Pipelined, "no listings were sent together: the test did not exercise the pipeline")
 }

@@ -105,16 +105,18 @@ func (s *Store) EligibleShifts(ctx context.Context, q domain.ShiftsQuery) (domai
 	// "the entry is stale", and only the full statement tells 404, inactive
 	// and nothing-open apart.
 	if e, ok := s.facilities.get(q.WorkerID); ok && e.active {
-		rows, err := s.pool.Query(ctx, eligibleShiftsCachedSQL, q.WorkerID, afterStart, afterID, from, to, q.Limit+1,
-			e.version, e.documents, e.facilities, e.profession)
+		res, err := s.listings.Do(ctx, cachedListing{
+			args: []any{q.WorkerID, afterStart, afterID, from, to, q.Limit + 1,
+				e.version, e.documents, e.facilities, e.profession},
+			limit: q.Limit, profession: internProfession(e.profession),
+		})
+		if err == nil {
+			err = res.err
+		}
 		if err != nil {
 			return domain.ShiftsPage{}, classify(what, err)
 		}
-		page, err := scanShifts(rows, q.Limit, internProfession(e.profession), nil)
-		if err != nil {
-			return domain.ShiftsPage{}, classify(what, err)
-		}
-		if len(page.Shifts) > 0 {
+		if page := res.page; len(page.Shifts) > 0 {
 			s.facilities.hits.Add(1)
 			return page, nil
 		}
@@ -134,6 +136,61 @@ func (s *Store) EligibleShifts(ctx context.Context, q domain.ShiftsQuery) (domai
 	}
 	s.rememberWorker(ctx, q.WorkerID, st)
 	return page, nil
+}
+
+// cachedListing is one run of eligibleShiftsCachedSQL: its arguments, and
+// how to read its rows.
+type cachedListing struct {
+	args       []any
+	limit      int
+	profession domain.Profession
+}
+
+type listingResult struct {
+	page domain.ShiftsPage
+	err  error
+}
+
+const (
+	// maxListingBatch bounds the listings sent in one round trip.
+	maxListingBatch = 16
+	// listingTimeout bounds a batch of listings: it runs for many
+	// requests, so under none's context.
+	listingTimeout = 10 * time.Second
+)
+
+// runListings sends listings in one round trip (a pipeline, as pgbench's
+// \startpipeline: scripts/bench-statements.sh measured about 40% more
+// statements a second four at a time than one at a time on these cores).
+// The statements are independent reads; an error is each one's own, and
+// one that breaks the connection fails the listings after it.
+func (s *Store) runListings(ctx context.Context, items []cachedListing) ([]listingResult, error) {
+	out := make([]listingResult, len(items))
+	if len(items) == 1 {
+		rows, err := s.pool.Query(ctx, eligibleShiftsCachedSQL, items[0].args...)
+		if err == nil {
+			out[0].page, err = scanShifts(rows, items[0].limit, items[0].profession, nil)
+		}
+		out[0].err = err
+		return out, nil
+	}
+	s.facilities.pipelined.Add(int64(len(items)))
+	b := &pgx.Batch{}
+	for _, it := range items {
+		b.Queue(eligibleShiftsCachedSQL, it.args...)
+	}
+	br := s.pool.SendBatch(ctx, b)
+	for i, it := range items {
+		rows, err := br.Query()
+		if err == nil {
+			out[i].page, err = scanShifts(rows, it.limit, it.profession, nil)
+		}
+		out[i].err = err
+	}
+	// Every listing has its own outcome by now (a broken connection fails
+	// the ones read after it), so Close has nothing to add.
+	_ = br.Close()
+	return out, nil
 }
 
 // workerState is what eligibleShiftsSQL reports about the worker besides the

@@ -32,6 +32,7 @@ type facilityCache struct {
 	maxWorkers int
 	hits       atomic.Int64 // listings answered by the hot statement
 	misses     atomic.Int64 // listings that ran the full statement
+	pipelined  atomic.Int64 // hot statements sent several to a round trip
 
 	mu         sync.RWMutex
 	version    int64 // facility_version the facilities below were read at; 0: none read yet
@@ -157,6 +158,9 @@ type FacilityCacheStats struct {
 	Misses int64
 	// Workers is the number of entries held.
 	Workers int
+	// Pipelined counts the hot statements sent together with others in
+	// one round trip.
+	Pipelined int64
 }
 
 // FacilityCacheStats reports the query path's facility cache counters.
@@ -165,5 +169,5 @@ func (s *Store) FacilityCacheStats() FacilityCacheStats {
 	c.mu.RLock()
 	n := len(c.workers)
 	c.mu.RUnlock()
-	return FacilityCacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Workers: n}
+	return FacilityCacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Workers: n, Pipelined: c.pipelined.Load()}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/shiftcast/shiftcast/batch"
 	"github.com/shiftcast/shiftcast/domain"
 )
 
@@ -19,6 +20,9 @@ import (
 type Store struct {
 	pool       *pgxpool.Pool
 	facilities *facilityCache
+	// listings pipelines the cached listings asked for at once (see
+	// EligibleShifts).
+	listings *batch.Batcher[cachedListing, listingResult]
 }
 
 // Config tunes the pool. Zero values keep pgxpool's defaults.
@@ -47,7 +51,12 @@ func Open(ctx context.Context, databaseURL string, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open pool: %w", err)
 	}
-	return &Store{pool: pool, facilities: newFacilityCache(cfg.FacilityCacheWorkers)}, nil
+	st := &Store{pool: pool, facilities: newFacilityCache(cfg.FacilityCacheWorkers)}
+	// As many lanes as connections: a listing waits for a batch only when
+	// every connection is busy, and then goes with the others waiting.
+	st.listings = batch.New(maxListingBatch, int(pcfg.MaxConns), st.runListings)
+	st.listings.Timeout = listingTimeout
+	return st, nil
 }
 
 // Pool returns the underlying pool, for River's driver.
