@@ -24,7 +24,7 @@
 #   6. CPU seconds per process during each run, and serve's peak memory.
 # Everything is stopped at the end.
 #
-# Usage: scripts/bench-pipeline.sh [DURATION]      (default 30s)
+# Usage: scripts/bench-pipeline.sh [DURATION]      (default 60s: two digest windows)
 # Environment: DIR (data, default /var/tmp/shiftcast-bench-pipeline),
 # FACILITIES (default 10), MAX_EVENTS (default 60000), MIX (default
 # realistic), DIGEST_WINDOW (default 30s), RESEED=1 (reload the marketplace
@@ -36,7 +36,7 @@
 # rate-limited run saved to $DIR/serve-events.pprof).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION=${1:-30s}
+DURATION=${1:-60s}
 DIR=${DIR:-/var/tmp/shiftcast-bench-pipeline}
 FACILITIES=${FACILITIES:-10}
 MAX_EVENTS=${MAX_EVENTS:-60000}
