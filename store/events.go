@@ -258,9 +258,7 @@ func applyRun(ctx context.Context, tx pgx.Tx, evs []EventAt, from int, now time.
 			if isUnavailable(err) || isConflict(err) || ctx.Err() != nil {
 				return 0, errBatch{err}
 			}
-			if sqlState(err) == "23503" { // foreign_key_violation
-				var pgErr *pgconn.PgError
-				errors.As(err, &pgErr)
+			if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "23503" { // foreign_key_violation
 				err = fmt.Errorf("%w: %s", ErrMissingDependency, pgErr.Detail)
 			}
 			out[i] = Applied{Err: fmt.Errorf("apply %s %s: %w", ev.Type, ev.ID, err)}
@@ -335,13 +333,7 @@ func queueApply(b *pgx.Batch, ev domain.Event, now time.Time) func(br pgx.BatchR
 			INSERT INTO "Shift" (id, start, "end", profession, is_deleted, facility_id, worker_id)
 			VALUES ($1, $2, $3, $4, false, $5, NULL) ON CONFLICT (id) DO NOTHING`,
 			d.ID, d.Start, d.End, string(d.Profession), d.FacilityID)
-		b.Queue(openedSQL, d.ID, now.UTC())
-		return func(br pgx.BatchResults, eff *Effect) error {
-			if _, err := br.Exec(); err != nil {
-				return err
-			}
-			return readOpened(br.QueryRow(), eff)
-		}
+		return queueOpened(b, d.ID, now, nil)
 
 	case *domain.ShiftClaimed:
 		b.Queue(`UPDATE "Shift" SET worker_id = $2 WHERE id = $1`, d.ShiftID, d.WorkerID)
@@ -352,13 +344,7 @@ func queueApply(b *pgx.Batch, ev domain.Event, now time.Time) func(br pgx.BatchR
 		if ev.Type == domain.TypeShiftReleased {
 			// A released shift is open again, in this transaction.
 			b.Queue(`UPDATE "Shift" SET worker_id = NULL WHERE id = $1`, d.ShiftID)
-			b.Queue(openedSQL, d.ShiftID, now.UTC())
-			return func(br pgx.BatchResults, eff *Effect) error {
-				if err := rowOrMissing("shift", d.ShiftID)(br.Exec()); err != nil {
-					return err
-				}
-				return readOpened(br.QueryRow(), eff)
-			}
+			return queueOpened(b, d.ShiftID, now, rowOrMissing("shift", d.ShiftID))
 		}
 		b.Queue(`UPDATE "Shift" SET is_deleted = true WHERE id = $1`, d.ShiftID)
 		b.Queue(closedSQL, d.ShiftID)
@@ -435,10 +421,7 @@ const closedSQL = `DELETE FROM shiftcast.shift_openings WHERE shift_id = $1`
 // The event's effect is then eff.
 func execAll(n int, first func(pgconn.CommandTag, error) error, eff Effect) func(br pgx.BatchResults, out *Effect) error {
 	return func(br pgx.BatchResults, out *Effect) error {
-		tag, err := br.Exec()
-		if first != nil {
-			err = first(tag, err)
-		}
+		err := readFirst(br, first)
 		for i := 1; i < n && err == nil; i++ {
 			_, err = br.Exec()
 		}
@@ -562,6 +545,28 @@ const openedSQL = `
 		ON CONFLICT (shift_id) DO NOTHING
 	)
 	SELECT facility_id, profession::text, start > $2 FROM s`
+
+// queueOpened queues openedSQL for shift id after the statement that
+// changed the shift, and returns the reader of both: the change's result
+// through first (when set), then the opening.
+func queueOpened(b *pgx.Batch, id int64, now time.Time, first func(pgconn.CommandTag, error) error) func(br pgx.BatchResults, eff *Effect) error {
+	b.Queue(openedSQL, id, now.UTC())
+	return func(br pgx.BatchResults, eff *Effect) error {
+		if err := readFirst(br, first); err != nil {
+			return err
+		}
+		return readOpened(br.QueryRow(), eff)
+	}
+}
+
+// readFirst reads the next statement's result, through first when set.
+func readFirst(br pgx.BatchResults, first func(pgconn.CommandTag, error) error) error {
+	tag, err := br.Exec()
+	if first != nil {
+		err = first(tag, err)
+	}
+	return err
+}
 
 // readOpened reads openedSQL's row into eff: a future open shift is fanned
 // out; no row (not open) is nothing to do.
