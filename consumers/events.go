@@ -117,15 +117,18 @@ type EventsConfig struct {
 // bursts where two stalled (PERFORMANCE.md).
 const applyLanes = 4
 
+// defaultApplyBatch is EventsConfig.ApplyBatch's default.
+const defaultApplyBatch = 32
+
 func (c *EventsConfig) defaults() {
 	if c.Durable == "" {
 		c.Durable = DurableName
 	}
 	if c.Workers <= 0 {
-		c.Workers = applyLanes * 32
+		c.Workers = applyLanes * defaultApplyBatch
 	}
 	if c.ApplyBatch <= 0 {
-		c.ApplyBatch = 32
+		c.ApplyBatch = defaultApplyBatch
 	}
 	c.ApplyBatch = min(c.ApplyBatch, store.MaxApplyBatch)
 	if c.MaxAckPending <= 0 {
