@@ -341,7 +341,8 @@ func (d dataset) missing(w workerRow, s shiftRow) []int64 {
 }
 
 // Listings asked for at once share round trips (see Store.EligibleShifts):
-// under concurrent load each request must still get its own page.
+// under concurrent load each request must still get its own page, and equal
+// listings sent together share one statement.
 func TestStore_EligibleShiftsConcurrent(t *testing.T) {
 	t.Parallel()
 	b := setup(t) // 4 connections: 32 callers make batches
@@ -361,6 +362,23 @@ func TestStore_EligibleShiftsConcurrent(t *testing.T) {
 			asks = append(asks, ask{
 				params: eligibility.ShiftsParams{WorkerID: fmt.Sprint(w.id), Limit: fmt.Sprint(limit)},
 				want:   want[:min(limit, len(want))],
+			})
+		}
+		// Listings that differ from those above only by cursor or by
+		// from: sharing a statement between any two of them would answer
+		// one with the other's page.
+		if len(want) >= 2 {
+			first := d.shift(want[0])
+			cursor := domain.EncodeCursor(domain.CursorKindShifts, domain.Cursor{Start: first.start, ID: first.id})
+			asks = append(asks, ask{
+				params: eligibility.ShiftsParams{WorkerID: fmt.Sprint(w.id), Limit: "2", Cursor: cursor},
+				want:   want[1:min(3, len(want))],
+			})
+			from := d.shift(want[len(want)-1]).start
+			fromWant := d.oracleShifts(w, &from, nil)
+			asks = append(asks, ask{
+				params: eligibility.ShiftsParams{WorkerID: fmt.Sprint(w.id), Limit: "2", From: from.Format(time.RFC3339)},
+				want:   fromWant[:min(2, len(fromWant))],
 			})
 		}
 		// Warm the facility cache, so that the hot statement answers.
@@ -396,5 +414,13 @@ func TestStore_EligibleShiftsConcurrent(t *testing.T) {
 	for err := range errs {
 		require.NoError(t, err)
 	}
-	require.Positive(t, b.store.FacilityCacheStats().Pipelined, "no listings were sent together: the test did not exercise the pipeline")
+	stats := b.store.FacilityCacheStats()
+	require.Positive(t, stats.Pipelined, "no listings were sent together: the test did not exercise the pipeline")
+	require.Positive(t, stats.Coalesced, "no equal listings shared a statement: the test did not exercise coalescing")
+}
+
+// shift returns the shift with id id.
+func (d dataset) shift(id int64) shiftRow {
+	i := slices.IndexFunc(d.shifts, func(s shiftRow) bool { return s.id == id })
+	return d.shifts[i]
 }

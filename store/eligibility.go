@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -106,9 +107,8 @@ func (s *Store) EligibleShifts(ctx context.Context, q domain.ShiftsQuery) (domai
 	// and nothing-open apart.
 	if e, ok := s.facilities.get(q.WorkerID); ok && e.active {
 		res, err := s.listings.Do(ctx, cachedListing{
-			args: []any{q.WorkerID, afterStart, afterID, from, to, q.Limit + 1,
-				e.version, e.documents, e.facilities, e.profession},
-			limit: q.Limit, profession: internProfession(e.profession),
+			workerID: q.WorkerID, afterStart: afterStart, afterID: afterID, from: from, to: to,
+			limit: q.Limit, entry: e,
 		})
 		if err == nil {
 			err = res.err
@@ -138,12 +138,30 @@ func (s *Store) EligibleShifts(ctx context.Context, q domain.ShiftsQuery) (domai
 	return page, nil
 }
 
-// cachedListing is one run of eligibleShiftsCachedSQL: its arguments, and
-// how to read its rows.
+// cachedListing is one run of eligibleShiftsCachedSQL: the page asked for
+// and the worker's cache entry.
 type cachedListing struct {
-	args       []any
-	limit      int
-	profession domain.Profession
+	workerID             int64
+	afterStart, from, to time.Time
+	afterID              int64
+	limit                int
+	entry                workerFacilities
+}
+
+func (l *cachedListing) args() []any {
+	e := &l.entry
+	return []any{l.workerID, l.afterStart, l.afterID, l.from, l.to, l.limit + 1,
+		e.version, e.documents, e.facilities, e.profession}
+}
+
+// same reports whether l and o read the same rows when run in one
+// snapshot: the same page of the same worker, checked against the same
+// cache entry.
+func (l *cachedListing) same(o *cachedListing) bool {
+	return l.workerID == o.workerID && l.afterID == o.afterID && l.limit == o.limit &&
+		l.afterStart.Equal(o.afterStart) && l.from.Equal(o.from) && l.to.Equal(o.to) &&
+		l.entry.version == o.entry.version && l.entry.profession == o.entry.profession &&
+		slices.Equal(l.entry.documents, o.entry.documents) && slices.Equal(l.entry.facilities, o.entry.facilities)
 }
 
 type listingResult struct {
@@ -164,32 +182,61 @@ const (
 // statements a second four at a time than one at a time on these cores).
 // The statements are independent reads; an error is each one's own, and
 // one that breaks the connection fails the listings after it.
+//
+// Equal listings in one batch are sent once and share the page (callers
+// only read it). That is not a cache: every one of them was asked for
+// before the statement ran, so each gets an answer as fresh as if it had
+// been sent alone. It is what makes a hot page (a worker's app polling,
+// many clients of one worker, a retry storm) cost one statement a round
+// trip.
 func (s *Store) runListings(ctx context.Context, items []cachedListing) ([]listingResult, error) {
+	// of[i] is the position, in sent, of the statement answering items[i].
+	of := make([]int, len(items))
+	sent := make([]int, 0, len(items))
+	for i := range items {
+		of[i] = -1
+		for j, k := range sent {
+			if items[k].same(&items[i]) {
+				of[i] = j
+				break
+			}
+		}
+		if of[i] < 0 {
+			of[i] = len(sent)
+			sent = append(sent, i)
+		}
+	}
+	s.facilities.coalesced.Add(int64(len(items) - len(sent)))
+	res := make([]listingResult, len(sent))
+	read := func(j int, rows pgx.Rows, err error) {
+		it := &items[sent[j]]
+		if err == nil {
+			res[j].page, err = scanShifts(rows, it.limit, internProfession(it.entry.profession), nil)
+		}
+		res[j].err = err
+	}
+	if len(sent) == 1 {
+		rows, err := s.pool.Query(ctx, eligibleShiftsCachedSQL, items[sent[0]].args()...)
+		read(0, rows, err)
+	} else {
+		s.facilities.pipelined.Add(int64(len(sent)))
+		b := &pgx.Batch{}
+		for _, i := range sent {
+			b.Queue(eligibleShiftsCachedSQL, items[i].args()...)
+		}
+		br := s.pool.SendBatch(ctx, b)
+		for j := range sent {
+			rows, err := br.Query()
+			read(j, rows, err)
+		}
+		// Every listing has its own outcome by now (a broken connection
+		// fails the ones read after it), so Close has nothing to add.
+		_ = br.Close()
+	}
 	out := make([]listingResult, len(items))
-	if len(items) == 1 {
-		rows, err := s.pool.Query(ctx, eligibleShiftsCachedSQL, items[0].args...)
-		if err == nil {
-			out[0].page, err = scanShifts(rows, items[0].limit, items[0].profession, nil)
-		}
-		out[0].err = err
-		return out, nil
+	for i := range items {
+		out[i] = res[of[i]]
 	}
-	s.facilities.pipelined.Add(int64(len(items)))
-	b := &pgx.Batch{}
-	for _, it := range items {
-		b.Queue(eligibleShiftsCachedSQL, it.args...)
-	}
-	br := s.pool.SendBatch(ctx, b)
-	for i, it := range items {
-		rows, err := br.Query()
-		if err == nil {
-			out[i].page, err = scanShifts(rows, it.limit, it.profession, nil)
-		}
-		out[i].err = err
-	}
-	// Every listing has its own outcome by now (a broken connection fails
-	// the ones read after it), so Close has nothing to add.
-	_ = br.Close()
 	return out, nil
 }
 

@@ -33,6 +33,7 @@ type facilityCache struct {
 	hits       atomic.Int64 // listings answered by the hot statement
 	misses     atomic.Int64 // listings that ran the full statement
 	pipelined  atomic.Int64 // hot statements sent several to a round trip
+	coalesced  atomic.Int64 // listings answered by an equal one's statement
 
 	mu         sync.RWMutex
 	version    int64 // facility_version the facilities below were read at; 0: none read yet
@@ -161,6 +162,9 @@ type FacilityCacheStats struct {
 	// Pipelined counts the hot statements sent together with others in
 	// one round trip.
 	Pipelined int64
+	// Coalesced counts the listings that shared an equal listing's
+	// statement, sent in the same round trip.
+	Coalesced int64
 }
 
 // FacilityCacheStats reports the query path's facility cache counters.
@@ -169,5 +173,5 @@ func (s *Store) FacilityCacheStats() FacilityCacheStats {
 	c.mu.RLock()
 	n := len(c.workers)
 	c.mu.RUnlock()
-	return FacilityCacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Workers: n, Pipelined: c.pipelined.Load()}
+	return FacilityCacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Workers: n, Pipelined: c.pipelined.Load(), Coalesced: c.coalesced.Load()}
 }
