@@ -32,6 +32,12 @@ var (
 // bounded index-only range scan however large "Shift" is. This shape (no
 // CTEs, no aggregate node) measured 13% more queries/s than the CTE form.
 //
+// The facility set is its own subquery (OFFSET 0 keeps it one) so that an
+// empty set is a one-time filter that skips the scan: without it, a worker
+// whose documents satisfy no facility read every open shift of their
+// profession to return nothing (166,000 index entries, 18 ms, on the
+// challenge dataset, where that is all but three workers).
+//
 // The last three columns are what facilityCache needs to skip the initplan
 // next time; this statement is the cache's fallback and refresh.
 const eligibleShiftsSQL = `
@@ -41,16 +47,21 @@ SELECT s.id, s.facility_id, s.start, s."end",
 FROM "Worker" w
 LEFT JOIN shiftcast.worker_documents wd ON wd.worker_id = w.id
 LEFT JOIN LATERAL (
+    SELECT ARRAY(
+        SELECT fa.id
+        FROM "Facility" fa
+        LEFT JOIN shiftcast.facility_requirements fr ON fr.facility_id = fa.id
+        WHERE fa.is_active AND COALESCE(fr.document_ids, '{}') <@ COALESCE(wd.document_ids, '{}')) AS ids
+    OFFSET 0
+) f ON true
+LEFT JOIN LATERAL (
     SELECT s.id, s.facility_id, s.start, s."end"
     FROM "Shift" s
-    WHERE s.profession = w.profession
+    WHERE cardinality(f.ids) > 0
+      AND s.profession = w.profession
       AND NOT s.is_deleted
       AND s.worker_id IS NULL
-      AND s.facility_id = ANY (ARRAY(
-          SELECT fa.id
-          FROM "Facility" fa
-          LEFT JOIN shiftcast.facility_requirements fr ON fr.facility_id = fa.id
-          WHERE fa.is_active AND COALESCE(fr.document_ids, '{}') <@ COALESCE(wd.document_ids, '{}')))
+      AND s.facility_id = ANY (f.ids)
       AND (s.start, s.id) > ($2::timestamp, $3::integer)
       AND s.start >= $4::timestamp
       AND s.start < $5::timestamp
@@ -105,7 +116,9 @@ func (s *Store) EligibleShifts(ctx context.Context, q domain.ShiftsQuery) (domai
 	// An empty page is not trusted from the hot statement: it also means
 	// "the entry is stale", and only the full statement tells 404, inactive
 	// and nothing-open apart.
-	if e, ok := s.facilities.get(q.WorkerID); ok && e.active {
+	// Nor is the hot statement sent for a worker with no eligible facility:
+	// its page is empty, so the full statement would follow anyway.
+	if e, ok := s.facilities.get(q.WorkerID); ok && e.active && len(e.facilities) > 0 {
 		res, err := s.listings.Do(ctx, cachedListing{
 			workerID: q.WorkerID, afterStart: afterStart, afterID: afterID, from: from, to: to,
 			limit: q.Limit, entry: e,
