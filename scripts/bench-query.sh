@@ -6,8 +6,9 @@
 #      database, and again with --bare into the "baseline" database (the
 #      challenge's own tables only: no shiftcast index, trigger or table);
 #   3. `shiftcast serve` runs as its own process;
-#   4. `shiftcast bench query` runs over NATS, over HTTP, and as the
-#      challenge's usual SQL straight against the baseline database;
+#   4. `shiftcast bench query` runs over NATS (workers 101-103, then every
+#      active worker), over HTTP, and as the challenge's usual SQL straight
+#      against the baseline database;
 #   5. serve's peak resident memory (VmHWM) is read from /proc.
 # Everything is stopped at the end. Usage: scripts/bench-query.sh [DURATION]
 set -euo pipefail
@@ -53,6 +54,9 @@ for _ in $(seq 1 50); do curl -fs http://127.0.0.1:8080/readyz >/dev/null && bre
 
 echo "== bench query --transport nats"
 "$BIN" bench query --transport nats --concurrency 32 --duration "$DURATION"
+echo "== bench query --transport nats, every active worker round-robin (few equal requests at once)"
+ACTIVE=$(psql -qtA "$PG/postgres" -c 'SELECT string_agg(id::text, $$,$$ ORDER BY id) FROM "Worker" WHERE is_active')
+"$BIN" bench query --transport nats --concurrency 32 --duration "$DURATION" --workers "$ACTIVE"
 echo "== bench query --transport http"
 "$BIN" bench query --transport http --http-url http://127.0.0.1:8080 --concurrency 32 --duration "$DURATION"
 echo "== monthly report, a year of all workers over HTTP (50 sequential requests, seconds)"
