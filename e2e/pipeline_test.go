@@ -31,4 +31,11 @@ func TestPipeline_Basic(t *testing.T) {
 		require.Equal(t, "shifts.available", n.Type)
 		require.Equal(t, len(n.Shifts), n.Count)
 	}
+	// New CNA shifts at two facilities: a window has one fan-out job per
+	// profession, however many of its facilities the events touched.
+	require.Positive(t, e.queryInt(`SELECT count(*) FROM river_job WHERE kind = 'shiftcast.fanout'`))
+	require.Zero(t, e.queryInt(`
+		SELECT count(*) FROM (
+			SELECT 1 FROM river_job WHERE kind = 'shiftcast.fanout'
+			GROUP BY args->>'profession', args->>'window' HAVING count(*) > 1) d`))
 }

@@ -1,14 +1,15 @@
-// Package jobs holds shiftcast's River jobs: the per-window fan-out of a
-// (facility, profession) into workers, the per-worker digest, its delivery
-// with retries, and pruning. Consumers decide *who* may have new shifts;
-// these jobs decide *what* is new, from current state, when they run.
+// Package jobs holds shiftcast's River jobs: the per-window fan-out of the
+// (facility, profession) pairs an event marked into workers, the per-worker
+// digest, its delivery with retries, and pruning. Consumers decide *who*
+// may have new shifts; these jobs decide *what* is new, from current state,
+// when they run.
 //
 // Coalescing: every job carries the digest window it belongs to (the apply
 // time divided by the window length) and is unique by its arguments, so all
 // the events of one window touching a worker make one notify job, and all
-// those touching a (facility, profession) one fan-out. Both are scheduled at
-// the window's end plus a grace period, after every transaction of the window
-// has committed.
+// those touching a profession's (facility, profession) pairs one fan-out.
+// Both are scheduled at the window's end plus a grace period, after every
+// transaction of the window has committed.
 package jobs
 
 import (
@@ -46,15 +47,20 @@ const (
 	QueueMaint   = "maintenance"
 )
 
-// FanoutArgs expands a (facility, profession) into workers' notify jobs.
-// The event that enqueues it also marks the pair (store.MarkFanouts), and
-// the first fan-out of a (profession, window) to run expands every marked
-// facility at once (store.FanoutNotify).
+// FanoutArgs expands the (facility, profession) pairs marked for a
+// profession and window into workers' notify jobs. An event marks its pairs
+// (store.MarkFanouts) and enqueues the job of their profession and window;
+// the job expands every marked facility at once (store.FanoutNotify), so a
+// window has one fan-out job per profession, whatever the number of
+// facilities its events touched.
 type FanoutArgs struct {
+	// FacilityID is 0 on the jobs enqueued now. Earlier versions enqueued
+	// a job per (facility, profession, window); those still run, the first
+	// of a window doing the work and the others finding no marks left.
 	FacilityID int64  `json:"facility_id"`
 	Profession string `json:"profession"`
 	Window     int64  `json:"window"`
-	// Marked is set on fan-outs whose pair was marked with them. One
+	// Marked is set on fan-outs whose pairs were marked with them. One
 	// enqueued by an earlier version, without a mark, expands its own
 	// facility whatever the marks say.
 	Marked bool `json:"marked,omitempty"`
@@ -63,7 +69,7 @@ type FanoutArgs struct {
 // Kind implements river.JobArgs.
 func (FanoutArgs) Kind() string { return "shiftcast.fanout" }
 
-// InsertOpts makes one fan-out per (facility, profession, window).
+// InsertOpts makes one fan-out per (profession, window).
 func (FanoutArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{Queue: QueueFanout, UniqueOpts: river.UniqueOpts{ByArgs: true}}
 }
@@ -216,7 +222,11 @@ func (c *Config) defaults() {
 		c.KeepEvents = 7 * 24 * time.Hour
 	}
 	if c.FanoutWorkers <= 0 {
-		c.FanoutWorkers = 4
+		// One: a window's fan-outs (one per profession) each insert
+		// thousands of notify jobs, and run side by side they took both
+		// cores for a second or two at every window's end, stalling event
+		// application; one after another they leave a core to the events.
+		c.FanoutWorkers = 1
 	}
 	if c.NotifyWorkers <= 0 {
 		c.NotifyWorkers = 50
@@ -338,11 +348,12 @@ func (p *Pipeline) scheduleAt(t time.Time) *river.InsertOpts {
 
 // EnqueueFor returns the store.EnqueueFunc that inserts, in the apply
 // transaction, the jobs carrying an effect for the given window: a notify
-// job per worker and a fan-out job per (facility, profession). The caller
-// picks the window once, so Committed records the same one. Fan-outs this
-// instance has already committed for that window are not inserted again: at
-// high event rates most events repeat a (facility, profession) of their
-// window, and each redundant unique insert costs a statement and lock waits.
+// job per worker, and for each (facility, profession) a mark and the
+// fan-out job of its profession. The caller picks the window once, so
+// Committed records the same one. Marks and fan-out jobs this instance has
+// already committed for that window are not inserted again: at high event
+// rates most events repeat a (facility, profession) of their window, and
+// each redundant unique insert costs a statement and lock waits.
 func (p *Pipeline) EnqueueFor(window int64) store.EnqueueFunc {
 	return func(ctx context.Context, tx pgx.Tx, eff store.Effect) error {
 		opts := p.scheduleAt(p.runAt(window))
@@ -350,14 +361,20 @@ func (p *Pipeline) EnqueueFor(window int64) store.EnqueueFunc {
 		for _, w := range eff.NotifyWorkers {
 			params = append(params, river.InsertManyParams{Args: NotifyArgs{WorkerID: w, Window: window}, InsertOpts: opts})
 		}
-		var marks []store.Fanout
+		var (
+			marks []store.Fanout
+			jobs  []FanoutArgs
+		)
 		for _, f := range eff.Fanouts {
-			args := FanoutArgs{FacilityID: f.FacilityID, Profession: string(f.Profession), Window: window, Marked: true}
-			if p.fanouts.seen(args) {
+			if p.fanouts.seen(pairKey(f, window)) {
 				continue
 			}
 			marks = append(marks, f)
-			params = append(params, river.InsertManyParams{Args: args, InsertOpts: opts})
+			job := fanoutJob(f.Profession, window)
+			if !p.fanouts.seen(job) && !slices.Contains(jobs, job) {
+				jobs = append(jobs, job)
+				params = append(params, river.InsertManyParams{Args: job, InsertOpts: opts})
+			}
 		}
 		if len(params) == 0 {
 			return nil
@@ -376,12 +393,25 @@ func (p *Pipeline) EnqueueFor(window int64) store.EnqueueFunc {
 // after the commit, so a rolled-back transaction never suppresses a job.
 func (p *Pipeline) Committed(eff store.Effect, window int64) {
 	for _, f := range eff.Fanouts {
-		p.fanouts.add(FanoutArgs{FacilityID: f.FacilityID, Profession: string(f.Profession), Window: window, Marked: true})
+		p.fanouts.add(pairKey(f, window))
+		p.fanouts.add(fanoutJob(f.Profession, window))
 	}
 }
 
-// fanoutSet remembers the fan-outs committed for the latest window only,
-// so it stays as small as one window's (facility, profession) pairs.
+// fanoutJob is the fan-out job of a profession and window.
+func fanoutJob(p domain.Profession, window int64) FanoutArgs {
+	return FanoutArgs{Profession: string(p), Window: window, Marked: true}
+}
+
+// pairKey stands for a (facility, profession) pair marked for window, in
+// fanoutSet beside the jobs (whose FacilityID is 0).
+func pairKey(f store.Fanout, window int64) FanoutArgs {
+	return FanoutArgs{FacilityID: f.FacilityID, Profession: string(f.Profession), Window: window, Marked: true}
+}
+
+// fanoutSet remembers the pairs marked and the fan-out jobs inserted for
+// the latest window only, so it stays as small as one window's (facility,
+// profession) pairs.
 type fanoutSet struct {
 	mu     sync.Mutex
 	window int64
