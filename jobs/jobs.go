@@ -136,7 +136,7 @@ type Deliverer interface {
 // Store is what the jobs need from persistence.
 type Store interface {
 	MarkFanouts(ctx context.Context, tx pgx.Tx, window int64, fs []store.Fanout) error
-	FanoutNotify(ctx context.Context, profession domain.Profession, window int64, extra []int64, enqueue func(ctx context.Context, tx pgx.Tx, workerIDs []int64) error) (int, error)
+	FanoutNotify(ctx context.Context, r store.FanoutRun) (int, error)
 	BuildDigests(ctx context.Context, workerIDs []int64, now time.Time, k int, lease time.Duration) ([]store.DigestResult, error)
 	HandOffDelivery(ctx context.Context, id string, enqueue func(ctx context.Context, tx pgx.Tx) error) (bool, error)
 	ExpiredLeases(ctx context.Context, limit int, enqueue func(ctx context.Context, tx pgx.Tx, ids []string) error) (int, error)
@@ -162,6 +162,12 @@ type Config struct {
 	// DigestBatch bounds how many of the running notify jobs' digests are
 	// built in one transaction (store.BuildDigests).
 	DigestBatch int
+	// FanoutRate, when positive, bounds the notify jobs a fan-out inserts
+	// per second. A window's fan-outs insert a job for every worker with
+	// news, tens of thousands at once at every window's end; paced, that
+	// burst of writes is spread over seconds, and event application keeps
+	// its share of the database.
+	FanoutRate float64
 	// DigestRate, when positive, bounds the digests this instance builds
 	// per second. A window's digests all come due at its end; bounded, they
 	// are spread over the next seconds instead of taking every core at
@@ -442,31 +448,41 @@ type fanoutWorker struct {
 	p *Pipeline
 }
 
-// insertBatch bounds one InsertMany's size so a profession of tens of
-// thousands of workers is expanded in a few statements, not one huge one.
-const insertBatch = 2000
+// fanoutChunk bounds the workers a fan-out schedules in one transaction
+// (and one InsertMany): small enough to pace, large enough that a
+// profession of tens of thousands of workers takes a few dozen statements.
+const fanoutChunk = 500
+
+// Timeout lets a paced fan-out of a large workforce outlast the JobTimeout
+// meant for the other jobs. One cut short anyway is retried and goes on
+// where it stopped.
+func (w *fanoutWorker) Timeout(*river.Job[FanoutArgs]) time.Duration { return 5 * time.Minute }
 
 func (w *fanoutWorker) Work(ctx context.Context, job *river.Job[FanoutArgs]) error {
 	a := job.Args
 	opts := w.p.scheduleAt(w.p.runAt(a.Window))
-	var extra []int64
-	if !a.Marked {
-		extra = []int64{a.FacilityID}
-	}
-	n, err := w.p.cfg.Store.FanoutNotify(ctx, domain.Profession(a.Profession), a.Window, extra,
-		func(ctx context.Context, tx pgx.Tx, ids []int64) error {
-			for start := 0; start < len(ids); start += insertBatch {
-				batch := ids[start:min(start+insertBatch, len(ids))]
-				params := make([]river.InsertManyParams, len(batch))
-				for i, id := range batch {
-					params[i] = river.InsertManyParams{Args: NotifyArgs{WorkerID: id, Window: a.Window}, InsertOpts: opts}
-				}
-				if _, err := w.p.client.InsertManyTx(ctx, tx, params); err != nil {
-					return fmt.Errorf("insert notify jobs: %w", err)
-				}
+	run := store.FanoutRun{
+		Profession: domain.Profession(a.Profession), Window: a.Window, Chunk: fanoutChunk,
+		Enqueue: func(ctx context.Context, tx pgx.Tx, ids []int64) error {
+			params := make([]river.InsertManyParams, len(ids))
+			for i, id := range ids {
+				params[i] = river.InsertManyParams{Args: NotifyArgs{WorkerID: id, Window: a.Window}, InsertOpts: opts}
+			}
+			if _, err := w.p.client.InsertManyTx(ctx, tx, params); err != nil {
+				return fmt.Errorf("insert notify jobs: %w", err)
 			}
 			return nil
-		})
+		},
+	}
+	if !a.Marked {
+		run.Extra = []int64{a.FacilityID}
+	}
+	if r := w.p.cfg.FanoutRate; r > 0 {
+		limit := rate.NewLimiter(rate.Limit(r), fanoutChunk)
+		limit.AllowN(time.Now(), fanoutChunk) // the first chunk goes at once
+		run.Pause = func(ctx context.Context, n int) error { return limit.WaitN(ctx, n) }
+	}
+	n, err := w.p.cfg.Store.FanoutNotify(ctx, run)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -32,9 +33,11 @@ func fanoutWorld(t *testing.T) *pipe {
 func (p *pipe) fanout(t *testing.T, window int64, extra ...int64) []int64 {
 	t.Helper()
 	return handed(t, func(enqueue func(context.Context, pgx.Tx, []int64) error) (int, error) {
-		return p.st.FanoutNotify(bg, domain.CNA, window, extra, enqueue)
+		return p.st.FanoutNotify(bg, store.FanoutRun{Profession: domain.CNA, Window: window, Extra: extra, Enqueue: enqueue})
 	})
 }
+
+func failEnqueue(context.Context, pgx.Tx, []int64) error { return context.Canceled }
 
 // handed runs call with an enqueue that records what it is handed, inside
 // a transaction, and requires call to report as many.
@@ -76,7 +79,7 @@ func TestFanoutNotify_SchedulesEachWorkerOncePerWindow(t *testing.T) {
 	require.Nil(t, p.fanout(t, 103, 3), "a facility nobody qualifies for")
 
 	// A failing enqueue rolls the marks back: the retry schedules them.
-	_, err := p.st.FanoutNotify(bg, domain.CNA, 102, []int64{1}, func(context.Context, pgx.Tx, []int64) error { return context.Canceled })
+	_, err := p.st.FanoutNotify(bg, store.FanoutRun{Profession: domain.CNA, Window: 102, Extra: []int64{1}, Enqueue: failEnqueue})
 	require.Error(t, err)
 	require.Equal(t, []int64{1, 2}, p.fanout(t, 102, 1))
 }
@@ -97,7 +100,7 @@ func TestFanoutNotify_TakesEveryMarkOfItsProfession(t *testing.T) {
 	p.mark(t, 200, store.Fanout{FacilityID: 2, Profession: domain.CNA}) // a repeat is one mark
 
 	// A failing enqueue leaves the marks for the retry.
-	_, err := p.st.FanoutNotify(bg, domain.CNA, 200, nil, func(context.Context, pgx.Tx, []int64) error { return context.Canceled })
+	_, err := p.st.FanoutNotify(bg, store.FanoutRun{Profession: domain.CNA, Window: 200, Enqueue: failEnqueue})
 	require.Error(t, err)
 
 	require.Equal(t, []int64{1, 5, 6}, p.fanout(t, 200), "facility 2 (document 1) and facility 3 (document 2), in one pass")
@@ -105,10 +108,63 @@ func TestFanoutNotify_TakesEveryMarkOfItsProfession(t *testing.T) {
 	require.Equal(t, []int64{1, 2, 5, 6}, p.fanout(t, 201), "the later window's mark, facility 1: everyone active")
 
 	var got []int64
-	_, err = p.st.FanoutNotify(bg, domain.RN, 200, nil, func(_ context.Context, _ pgx.Tx, ids []int64) error {
+	_, err = p.st.FanoutNotify(bg, store.FanoutRun{Profession: domain.RN, Window: 200, Enqueue: func(_ context.Context, _ pgx.Tx, ids []int64) error {
 		got = append(got, ids...)
 		return nil
-	})
+	}})
 	require.NoError(t, err)
 	require.Equal(t, []int64{4}, got, "the RN mark was left to the RN fan-out")
+}
+
+// TestFanoutNotify_Chunks checks that a fan-out schedules its workers a
+// chunk at a time, pausing between chunks, and that one stopped half-way
+// leaves its marks to the retry, which schedules the workers the first run
+// did not reach, and only those.
+func TestFanoutNotify_Chunks(t *testing.T) {
+	t.Parallel()
+	p := fanoutWorld(t)
+	p.worker(t, 5, domain.CNA, true, 1)
+	p.mark(t, 300, store.Fanout{FacilityID: 1, Profession: domain.CNA}) // CNAs 1, 2 and 5
+
+	var got, paused []int
+	stop := errors.New("stopped")
+	run := store.FanoutRun{Profession: domain.CNA, Window: 300, Chunk: 2,
+		Enqueue: func(_ context.Context, tx pgx.Tx, ids []int64) error {
+			require.NotNil(t, tx)
+			for _, id := range ids {
+				got = append(got, int(id))
+			}
+			return nil
+		},
+		Pause: func(_ context.Context, n int) error {
+			paused = append(paused, n)
+			return stop
+		},
+	}
+	n, err := p.st.FanoutNotify(bg, run)
+	require.ErrorIs(t, err, stop)
+	require.Equal(t, 2, n)
+	require.Equal(t, []int{1, 2}, got, "the first chunk, in id order")
+	require.Equal(t, []int{2}, paused)
+	require.Equal(t, 1, p.marks(t), "the stopped run left its mark")
+
+	got, paused, run.Pause = nil, nil, func(_ context.Context, n int) error {
+		paused = append(paused, n)
+		return nil
+	}
+	n, err = p.st.FanoutNotify(bg, run)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Equal(t, []int{5}, got, "the retry schedules whom the first run did not reach")
+	require.Equal(t, []int{0}, paused, "its first chunk scheduled nobody new; no pause after the last")
+
+	require.Zero(t, p.marks(t), "the run that finished took the marks")
+}
+
+// marks counts the fan-out marks left.
+func (p *pipe) marks(t *testing.T) int {
+	t.Helper()
+	var n int
+	require.NoError(t, p.b.pool.QueryRow(bg, `SELECT count(*) FROM shiftcast.fanout_marks`).Scan(&n))
+	return n
 }

@@ -65,64 +65,122 @@ func (s *Store) MarkFanouts(ctx context.Context, tx pgx.Tx, window int64, fs []F
 	return nil
 }
 
-// FanoutNotify schedules, for window, the digests of the workers who can
-// take open shifts of profession at the facilities marked for it (by
-// MarkFanouts, for window or an earlier one): in one transaction it takes
-// those marks, marks in shiftcast.notify_scheduled the workers not yet
-// marked for window (or a later one) and calls enqueue with their ids, in
-// id order, to insert their notify jobs. The first fan-out of a (profession,
-// window) to run thus expands all of its facilities in one pass and the
-// others find nothing left; with extra set (a fan-out enqueued before marks
-// existed), that facility is expanded whether marked or not. Workers
-// another fan-out of the window already scheduled are skipped, so each
-// worker's job is inserted once. It returns how many it scheduled.
-func (s *Store) FanoutNotify(ctx context.Context, profession domain.Profession, window int64, extra []int64, enqueue func(ctx context.Context, tx pgx.Tx, workerIDs []int64) error) (int, error) {
-	var ids []int64
-	err := s.asyncTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
-		ids = nil
-		// Marks another fan-out has taken (locked) are its to expand: skip
-		// them rather than wait. Should it fail, its retry takes them again.
-		rows, err := tx.Query(ctx, `
-			DELETE FROM shiftcast.fanout_marks
-			WHERE (profession, notify_window, facility_id) IN (
-				SELECT profession, notify_window, facility_id FROM shiftcast.fanout_marks
-				WHERE profession = $1::"Profession" AND notify_window <= $2
-				FOR UPDATE SKIP LOCKED)
-			RETURNING facility_id`, string(profession), window)
-		if err != nil {
-			return err
-		}
-		facilities, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-		if err != nil {
-			return err
-		}
-		facilities = append(facilities, extra...)
-		if len(facilities) == 0 {
-			return nil
-		}
-		// Inserting in id order keeps concurrent fan-outs of one profession
-		// from deadlocking on each other's workers. A row already at this
-		// window (or a later one) is left alone and not returned.
-		rows, err = tx.Query(ctx, `
-			WITH e AS (`+fanoutSQL+`)
-			INSERT INTO shiftcast.notify_scheduled AS ns (worker_id, notify_window)
-			SELECT id, $3 FROM e ORDER BY id
-			ON CONFLICT (worker_id) DO UPDATE SET notify_window = EXCLUDED.notify_window
-			WHERE ns.notify_window < EXCLUDED.notify_window
-			RETURNING ns.worker_id`, facilities, string(profession), window)
-		if err != nil {
-			return err
-		}
-		if ids, err = pgx.CollectRows(rows, pgx.RowTo[int64]); err != nil || len(ids) == 0 {
-			return err
-		}
-		slices.Sort(ids)
-		return enqueue(ctx, tx, ids)
-	})
+// FanoutRun is one fan-out of a profession's marked facilities for a
+// digest window (see FanoutNotify).
+type FanoutRun struct {
+	Profession domain.Profession
+	Window     int64
+	// Extra facilities are expanded whether marked or not (a fan-out
+	// enqueued by an earlier version, before marks existed).
+	Extra []int64
+	// Chunk bounds the workers scheduled in one transaction; 0 schedules
+	// them all in one.
+	Chunk int
+	// Enqueue inserts, in a chunk's transaction, the notify jobs of the
+	// workers the chunk schedules, given in id order.
+	Enqueue func(ctx context.Context, tx pgx.Tx, workerIDs []int64) error
+	// Pause, when set, runs after every chunk but the last, outside any
+	// transaction, with the number of workers the chunk scheduled: the
+	// caller paces the inserts with it.
+	Pause func(ctx context.Context, scheduled int) error
+}
+
+// FanoutNotify schedules, for r.Window, the digests of the workers who can
+// take open shifts of r.Profession at the facilities marked for it (by
+// MarkFanouts, for that window or an earlier one), plus r.Extra. It reads
+// the marks and the workers once, then schedules the workers in chunks of
+// r.Chunk, a transaction each: the workers not yet marked in
+// shiftcast.notify_scheduled for the window (or a later one) are marked and
+// handed to r.Enqueue to insert their notify jobs. The marks it read are
+// deleted last, so a run that fails or is killed half-way leaves them to
+// its retry, which finds the workers already scheduled marked and skips
+// them: each worker's job is inserted once per window. It returns how many
+// workers it scheduled.
+//
+// Chunks, not one transaction, so that a window's thousands of notify jobs
+// can be inserted over seconds (r.Pause) without holding a connection and
+// locks meanwhile: inserted at once, they took the database from the
+// events at every window's end.
+func (s *Store) FanoutNotify(ctx context.Context, r FanoutRun) (int, error) {
+	what := fmt.Sprintf("fan out %s for window %d", r.Profession, r.Window)
+	rows, err := s.pool.Query(ctx, `
+		SELECT notify_window, facility_id FROM shiftcast.fanout_marks
+		WHERE profession = $1::"Profession" AND notify_window <= $2`, string(r.Profession), r.Window)
 	if err != nil {
-		return 0, classify(fmt.Sprintf("fan out %s for window %d", profession, window), err)
+		return 0, classify(what, err)
 	}
-	return len(ids), nil
+	var markWindows, markFacilities []int64
+	var mw, mf int64
+	if _, err := pgx.ForEachRow(rows, []any{&mw, &mf}, func() error {
+		markWindows, markFacilities = append(markWindows, mw), append(markFacilities, mf)
+		return nil
+	}); err != nil {
+		return 0, classify(what, err)
+	}
+	facilities := append(slices.Clone(markFacilities), r.Extra...)
+	if len(facilities) == 0 {
+		return 0, nil
+	}
+	slices.Sort(facilities)
+	rows, err = s.pool.Query(ctx, fanoutSQL+` ORDER BY w.id`, slices.Compact(facilities), string(r.Profession))
+	if err != nil {
+		return 0, classify(what, err)
+	}
+	workers, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return 0, classify(what, err)
+	}
+	chunk := r.Chunk
+	if chunk <= 0 {
+		chunk = max(1, len(workers))
+	}
+	scheduled := 0
+	for start := 0; start < len(workers); start += chunk {
+		ids := workers[start:min(start+chunk, len(workers))]
+		var got []int64
+		err := s.asyncTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+			// In id order, so that two fan-outs of one profession (an
+			// earlier version's, a rescued one's) do not deadlock on each
+			// other's workers. A worker already at this window (or a later
+			// one) is left alone and not returned.
+			rows, err := tx.Query(ctx, `
+				INSERT INTO shiftcast.notify_scheduled AS ns (worker_id, notify_window)
+				SELECT id, $2 FROM unnest($1::int[]) AS u(id) ORDER BY id
+				ON CONFLICT (worker_id) DO UPDATE SET notify_window = EXCLUDED.notify_window
+				WHERE ns.notify_window < EXCLUDED.notify_window
+				RETURNING ns.worker_id`, ids, r.Window)
+			if err != nil {
+				return err
+			}
+			if got, err = pgx.CollectRows(rows, pgx.RowTo[int64]); err != nil || len(got) == 0 {
+				return err
+			}
+			slices.Sort(got)
+			return r.Enqueue(ctx, tx, got)
+		})
+		if err != nil {
+			return scheduled, classify(what, err)
+		}
+		scheduled += len(got)
+		if r.Pause != nil && start+chunk < len(workers) {
+			if err := r.Pause(ctx, len(got)); err != nil {
+				return scheduled, fmt.Errorf("%s: %w", what, err)
+			}
+		}
+	}
+	if len(markWindows) > 0 {
+		// Only the marks read: one committed since is left to the next
+		// window's fan-out.
+		_, err := s.pool.Exec(ctx, `
+			DELETE FROM shiftcast.fanout_marks m
+			USING unnest($2::bigint[], $3::int[]) AS u(notify_window, facility_id)
+			WHERE m.profession = $1::"Profession" AND m.notify_window = u.notify_window AND m.facility_id = u.facility_id`,
+			string(r.Profession), markWindows, markFacilities)
+		if err != nil {
+			return scheduled, classify(what, err)
+		}
+	}
+	return scheduled, nil
 }
 
 // DigestResult is one worker's outcome in BuildDigests: the notification

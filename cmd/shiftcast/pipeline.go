@@ -38,6 +38,7 @@ type pipelineConfig struct {
 	consumerWorkers  int
 	eventBatch       int
 	digestRate       float64
+	fanoutRate       float64
 	maxDeliver       int
 	replicas         int
 	duplicateWindow  time.Duration
@@ -61,6 +62,7 @@ func (c *pipelineConfig) register(fs *flag.FlagSet, getenv func(string) string) 
 	fs.IntVar(&c.deliveryAttempts, "delivery-attempts", 10, "delivery attempts before a notification is marked failed")
 	fs.DurationVar(&c.retryBase, "delivery-retry", time.Second, "first delivery retry delay, doubled per attempt")
 	fs.DurationVar(&c.deliveryLease, "delivery-lease", time.Minute, "how long a digest's builder owns its first delivery before a sweep (every quarter of it) hands it to a deliver job: the delay after a crash mid-delivery")
+	fs.Float64Var(&c.fanoutRate, "fanout-rate", 3000, "most notify jobs a fan-out inserts per second (0: no limit); spreads the jobs a window's end schedules for every worker with news over seconds, so that events keep their share of the database")
 	fs.Float64Var(&c.digestRate, "digest-rate", 0, "most digests this instance builds per second (0: no limit); spreads a window's digests out so that events keep their share of the machine")
 	fs.IntVar(&c.notifyWorkers, "notify-workers", 500, "notify jobs run at once by this instance (River notify queue workers); their digests are built in shared batches")
 	fs.IntVar(&c.consumerWorkers, "event-workers", 128, "events handled at once by this instance (enough to fill the batches of the four transactions applying them)")
@@ -136,7 +138,7 @@ func newPipeline(cfg pipelineConfig, st *store.Store, nc *nats.Conn, m *metrics.
 		Store: st, Channels: channels,
 		Window: cfg.digestWindow, Grace: cfg.digestGrace, DigestSize: cfg.digestSize,
 		MaxDeliveryAttempts: cfg.deliveryAttempts, RetryBase: cfg.retryBase,
-		DeliveryLease: cfg.deliveryLease, NotifyWorkers: cfg.notifyWorkers, DigestBatch: cfg.notifyWorkers, DigestRate: cfg.digestRate,
+		DeliveryLease: cfg.deliveryLease, NotifyWorkers: cfg.notifyWorkers, DigestBatch: cfg.notifyWorkers, DigestRate: cfg.digestRate, FanoutRate: cfg.fanoutRate,
 		Work: cfg.work, Metrics: m, Logger: logger.Named("jobs"),
 	})
 	if err != nil {
