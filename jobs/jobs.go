@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -364,7 +365,11 @@ func (p *Pipeline) EnqueueFor(window int64) store.EnqueueFunc {
 	return func(ctx context.Context, tx pgx.Tx, eff store.Effect) error {
 		opts := p.scheduleAt(p.runAt(window))
 		params := make([]river.InsertManyParams, 0, len(eff.NotifyWorkers)+len(eff.Fanouts))
-		for _, w := range eff.NotifyWorkers {
+		// In one order in every transaction (workers by id, then fan-outs by
+		// profession): a unique insert meeting an uncommitted one waits for
+		// it, and two batches inserting the same jobs in opposite orders
+		// deadlocked, costing both a second (deadlock_timeout).
+		for _, w := range slices.Sorted(slices.Values(eff.NotifyWorkers)) {
 			params = append(params, river.InsertManyParams{Args: NotifyArgs{WorkerID: w, Window: window}, InsertOpts: opts})
 		}
 		var (
@@ -379,8 +384,11 @@ func (p *Pipeline) EnqueueFor(window int64) store.EnqueueFunc {
 			job := fanoutJob(f.Profession, window)
 			if !p.fanouts.seen(job) && !slices.Contains(jobs, job) {
 				jobs = append(jobs, job)
-				params = append(params, river.InsertManyParams{Args: job, InsertOpts: opts})
 			}
+		}
+		slices.SortFunc(jobs, func(a, b FanoutArgs) int { return strings.Compare(a.Profession, b.Profession) })
+		for _, job := range jobs {
+			params = append(params, river.InsertManyParams{Args: job, InsertOpts: opts})
 		}
 		if len(params) == 0 {
 			return nil
