@@ -390,13 +390,15 @@ func (p *Pipeline) EnqueueFor(window int64) store.EnqueueFunc {
 		for _, job := range jobs {
 			params = append(params, river.InsertManyParams{Args: job, InsertOpts: opts})
 		}
-		if len(params) == 0 {
-			return nil
-		}
+		// A pair's mark is needed even when its profession's job is already
+		// in: the job expands the marks, not the pairs that enqueued it.
 		if len(marks) > 0 {
 			if err := p.cfg.Store.MarkFanouts(ctx, tx, window, marks); err != nil {
 				return err
 			}
+		}
+		if len(params) == 0 {
+			return nil
 		}
 		_, err := p.client.InsertManyTx(ctx, tx, params)
 		return err

@@ -1,0 +1,59 @@
+package jobs_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/shiftcast/shiftcast/domain"
+	"github.com/shiftcast/shiftcast/jobs"
+	"github.com/shiftcast/shiftcast/store"
+	"github.com/shiftcast/shiftcast/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// TestPipeline_EnqueueFor checks what the event transactions of one window
+// leave for its fan-out: a mark per (facility, profession), even when the
+// profession's fan-out job was already inserted by an earlier transaction,
+// one fan-out job per profession, and each worker's notify job.
+func TestPipeline_EnqueueFor(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, err := store.Open(ctx, testenv.DatabaseFrom(t, "shiftcast", store.MigrateDatabase), store.Config{MaxConns: 4})
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
+	p, err := jobs.New(st.Pool(), jobs.Config{Store: st, Logger: testenv.Logger(t)})
+	require.NoError(t, err)
+
+	const window = 1000
+	apply := func(eff store.Effect) {
+		t.Helper()
+		require.NoError(t, pgx.BeginFunc(ctx, st.Pool(), func(tx pgx.Tx) error {
+			return p.EnqueueFor(window)(ctx, tx, eff)
+		}))
+		p.Committed(eff, window)
+	}
+	cna := func(facility int64) store.Fanout { return store.Fanout{FacilityID: facility, Profession: domain.CNA} }
+	apply(store.Effect{Fanouts: []store.Fanout{cna(1)}})
+	apply(store.Effect{Fanouts: []store.Fanout{cna(2)}}) // CNA's job is in: only the mark
+	apply(store.Effect{Fanouts: []store.Fanout{cna(2), {FacilityID: 2, Profession: domain.RN}}, NotifyWorkers: []int64{9, 7}})
+
+	query := func(sql string) []string {
+		t.Helper()
+		rows, err := st.Pool().Query(ctx, sql)
+		require.NoError(t, err)
+		got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		return got
+	}
+	require.Equal(t, []string{"CNA 1", "CNA 2", "RN 2"}, query(`
+		SELECT profession || ' ' || facility_id FROM shiftcast.fanout_marks WHERE notify_window = 1000 ORDER BY 1`))
+	require.Equal(t, []string{"CNA 0", "RN 0"}, query(`
+		SELECT (args->>'profession') || ' ' || (args->>'facility_id') FROM river_job
+		WHERE kind = 'shiftcast.fanout' AND (args->>'window')::bigint = 1000 ORDER BY 1`))
+	require.Equal(t, []string{"7", "9"}, query(`
+		SELECT args->>'worker_id' FROM river_job WHERE kind = 'shiftcast.notify' ORDER BY 1`))
+}
