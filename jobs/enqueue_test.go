@@ -2,7 +2,9 @@ package jobs_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
@@ -18,17 +20,25 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // TestPipeline_EnqueueFor checks what the event transactions of one window
 // leave for its fan-out: a mark per (facility, profession), even when the
 // profession's fan-out job was already inserted by an earlier transaction,
-// one fan-out job per profession, and each worker's notify job.
+// one fan-out job per profession, and each worker's notify job; and, for a
+// transaction committing after the window's fan-outs were due, a job of the
+// late pair's own.
 func TestPipeline_EnqueueFor(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	st, err := store.Open(ctx, testenv.DatabaseFrom(t, "shiftcast", store.MigrateDatabase), store.Config{MaxConns: 4})
 	require.NoError(t, err)
 	t.Cleanup(st.Close)
-	p, err := jobs.New(st.Pool(), jobs.Config{Store: st, Logger: testenv.Logger(t)})
-	require.NoError(t, err)
-
+	// Window 1000 of 30 s: its fan-outs are due at 30,031 s (its end and
+	// the second of grace).
 	const window = 1000
+	var clock atomic.Int64
+	clock.Store(30_010)
+	p, err := jobs.New(st.Pool(), jobs.Config{Store: st, Logger: testenv.Logger(t),
+		Window: 30 * time.Second, Now: func() time.Time { return time.Unix(clock.Load(), 0) }})
+	require.NoError(t, err)
+	require.EqualValues(t, window, p.Window(time.Unix(clock.Load(), 0)))
+
 	apply := func(eff store.Effect) {
 		t.Helper()
 		require.NoError(t, pgx.BeginFunc(ctx, st.Pool(), func(tx pgx.Tx) error {
@@ -40,6 +50,10 @@ func TestPipeline_EnqueueFor(t *testing.T) {
 	apply(store.Effect{Fanouts: []store.Fanout{cna(1)}})
 	apply(store.Effect{Fanouts: []store.Fanout{cna(2)}}) // CNA's job is in: only the mark
 	apply(store.Effect{Fanouts: []store.Fanout{cna(2), {FacilityID: 2, Profession: domain.RN}}, NotifyWorkers: []int64{9, 7}})
+	// Committing after the window's fan-outs were due: CNA's may have run,
+	// so the late pair gets a job of its own.
+	clock.Store(30_032)
+	apply(store.Effect{Fanouts: []store.Fanout{cna(3), cna(1)}})
 
 	query := func(sql string) []string {
 		t.Helper()
@@ -49,9 +63,9 @@ func TestPipeline_EnqueueFor(t *testing.T) {
 		require.NoError(t, err)
 		return got
 	}
-	require.Equal(t, []string{"CNA 1", "CNA 2", "RN 2"}, query(`
+	require.Equal(t, []string{"CNA 1", "CNA 2", "CNA 3", "RN 2"}, query(`
 		SELECT profession || ' ' || facility_id FROM shiftcast.fanout_marks WHERE notify_window = 1000 ORDER BY 1`))
-	require.Equal(t, []string{"CNA 0", "RN 0"}, query(`
+	require.Equal(t, []string{"CNA 0", "CNA 3", "RN 0"}, query(`
 		SELECT (args->>'profession') || ' ' || (args->>'facility_id') FROM river_job
 		WHERE kind = 'shiftcast.fanout' AND (args->>'window')::bigint = 1000 ORDER BY 1`))
 	require.Equal(t, []string{"7", "9"}, query(`

@@ -13,6 +13,7 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -375,6 +376,13 @@ func (p *Pipeline) EnqueueFor(window int64) store.EnqueueFunc {
 		var (
 			marks []store.Fanout
 			jobs  []FanoutArgs
+			// A transaction committing after its window's fan-outs were due
+			// may find its profession's job already run: its marks then get
+			// a job of their pair's own (one per pair and window, as before
+			// jobs were per profession), which takes them at once, rather
+			// than waiting for the profession's next fan-out, which a quiet
+			// marketplace may not have for a long time.
+			late = !p.cfg.Now().Before(p.runAt(window))
 		)
 		for _, f := range eff.Fanouts {
 			if p.fanouts.seen(pairKey(f, window)) {
@@ -382,11 +390,16 @@ func (p *Pipeline) EnqueueFor(window int64) store.EnqueueFunc {
 			}
 			marks = append(marks, f)
 			job := fanoutJob(f.Profession, window)
+			if late {
+				job = pairKey(f, window)
+			}
 			if !p.fanouts.seen(job) && !slices.Contains(jobs, job) {
 				jobs = append(jobs, job)
 			}
 		}
-		slices.SortFunc(jobs, func(a, b FanoutArgs) int { return strings.Compare(a.Profession, b.Profession) })
+		slices.SortFunc(jobs, func(a, b FanoutArgs) int {
+			return cmp.Or(strings.Compare(a.Profession, b.Profession), cmp.Compare(a.FacilityID, b.FacilityID))
+		})
 		for _, job := range jobs {
 			params = append(params, river.InsertManyParams{Args: job, InsertOpts: opts})
 		}
@@ -461,12 +474,11 @@ type fanoutWorker struct {
 // fanoutChunk bounds the workers a fan-out schedules in one transaction
 // (and one InsertMany): small enough to pace, large enough that a
 // profession of tens of thousands of workers takes a few dozen statements.
+// A fan-out paced past River's JobTimeout (30 s: 90,000 workers at the
+// default rate) is cut short and retried, and goes on where it stopped. No
+// longer timeout: River would also wait that long before rescuing a
+// fan-out whose process died.
 const fanoutChunk = 500
-
-// Timeout lets a paced fan-out of a large workforce outlast the JobTimeout
-// meant for the other jobs. One cut short anyway is retried and goes on
-// where it stopped.
-func (w *fanoutWorker) Timeout(*river.Job[FanoutArgs]) time.Duration { return 5 * time.Minute }
 
 func (w *fanoutWorker) Work(ctx context.Context, job *river.Job[FanoutArgs]) error {
 	a := job.Args
