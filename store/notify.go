@@ -36,16 +36,21 @@ const fanoutSQL = `
 // FanoutWorkers returns, in id order, every worker who can take open shifts
 // of the given profession at the facility.
 func (s *Store) FanoutWorkers(ctx context.Context, facilityID int64, profession domain.Profession) ([]int64, error) {
-	what := fmt.Sprintf("fan out facility %d %s", facilityID, profession)
-	rows, err := s.pool.Query(ctx, fanoutSQL+` ORDER BY w.id`, []int64{facilityID}, string(profession))
+	ids, err := s.fanoutWorkers(ctx, []int64{facilityID}, profession)
 	if err != nil {
-		return nil, classify(what, err)
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		return nil, classify(what, err)
+		return nil, classify(fmt.Sprintf("fan out facility %d %s", facilityID, profession), err)
 	}
 	return ids, nil
+}
+
+// fanoutWorkers returns, in id order, every worker who can take open shifts
+// of the given profession at one of the facilities.
+func (s *Store) fanoutWorkers(ctx context.Context, facilities []int64, profession domain.Profession) ([]int64, error) {
+	rows, err := s.pool.Query(ctx, fanoutSQL+` ORDER BY w.id`, facilities, string(profession))
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[int64])
 }
 
 // MarkFanouts records, in the caller's transaction, that the (facility,
@@ -122,11 +127,7 @@ func (s *Store) FanoutNotify(ctx context.Context, r FanoutRun) (int, error) {
 		return 0, nil
 	}
 	slices.Sort(facilities)
-	rows, err = s.pool.Query(ctx, fanoutSQL+` ORDER BY w.id`, slices.Compact(facilities), string(r.Profession))
-	if err != nil {
-		return 0, classify(what, err)
-	}
-	workers, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	workers, err := s.fanoutWorkers(ctx, slices.Compact(facilities), r.Profession)
 	if err != nil {
 		return 0, classify(what, err)
 	}
