@@ -164,12 +164,26 @@ type Config struct {
 	// DigestBatch bounds how many of the running notify jobs' digests are
 	// built in one transaction (store.BuildDigests).
 	DigestBatch int
-	// FanoutRate, when positive, bounds the notify jobs a fan-out inserts
-	// per second. A window's fan-outs insert a job for every worker with
-	// news, tens of thousands at once at every window's end; paced, that
-	// burst of writes is spread over seconds, and event application keeps
-	// its share of the database.
+	// FanoutSpread is about how long a fan-out spreads its inserts over.
+	// A window's fan-outs insert a notify job for every worker with news,
+	// tens of thousands at every window's end, and each job then runs as
+	// soon as it is in: inserted at once, that burst of inserts and digests
+	// took the database from event application for seconds. Spread over
+	// the next window, the same work competes with the events a little all
+	// the time instead. 0 spreads each fan-out over Window divided by the
+	// number of professions, since a window's fan-outs, one per profession,
+	// run one after another (FanoutWorkers 1); negative does not pace them.
+	FanoutSpread time.Duration
+	// FanoutRate is the least number of notify jobs per second a paced
+	// fan-out inserts, however it is spread, so that a small one is not
+	// drawn out for nothing. 0 sets no floor.
 	FanoutRate float64
+	// Yield, when set, runs before each digest batch and each fan-out
+	// chunk, outside any transaction, and may wait: serve passes one that
+	// waits, up to a bound, while its event consumer is congested. A
+	// window's digests and fan-outs can be seconds late without harm; the
+	// events' latency is the one that matters.
+	Yield func(ctx context.Context) error
 	// DigestRate, when positive, bounds the digests this instance builds
 	// per second. A window's digests all come due at its end; bounded, they
 	// are spread over the next seconds instead of taking every core at
@@ -270,12 +284,15 @@ func New(pool *pgxpool.Pool, cfg Config) (*Pipeline, error) {
 	p := &Pipeline{cfg: cfg, log: cfg.Logger}
 	limit, maxBatch := digestLimiter(cfg.DigestRate, cfg.DigestBatch)
 	p.digests = batch.New(maxBatch, 1, func(ctx context.Context, ids []int64) ([]store.DigestResult, error) {
+		// Waiting here lets the next batch grow meanwhile: bounded digests
+		// are also cheaper ones.
 		if limit != nil {
-			// Waiting here lets the next batch grow meanwhile: bounded
-			// digests are also cheaper ones.
 			if err := limit.WaitN(ctx, len(ids)); err != nil {
 				return nil, fmt.Errorf("digest rate: %w", err)
 			}
+		}
+		if err := p.yield(ctx); err != nil {
+			return nil, err
 		}
 		return cfg.Store.BuildDigests(ctx, ids, cfg.Now(), cfg.DigestSize, cfg.DeliveryLease)
 	})
@@ -499,10 +516,20 @@ func (w *fanoutWorker) Work(ctx context.Context, job *river.Job[FanoutArgs]) err
 	if !a.Marked {
 		run.Extra = []int64{a.FacilityID}
 	}
-	if r := w.p.cfg.FanoutRate; r > 0 {
-		limit := rate.NewLimiter(rate.Limit(r), fanoutChunk)
-		limit.AllowN(time.Now(), fanoutChunk) // the first chunk goes at once
-		run.Pause = func(ctx context.Context, n int) error { return limit.WaitN(ctx, n) }
+	var limit *rate.Limiter
+	spread := w.p.fanoutSpread()
+	run.Pause = func(ctx context.Context, n, total int) error {
+		if limit == nil && spread > 0 {
+			r := max(w.p.cfg.FanoutRate, float64(total)/spread.Seconds())
+			limit = rate.NewLimiter(rate.Limit(r), fanoutChunk)
+			limit.AllowN(time.Now(), fanoutChunk) // the first chunk went at once
+		}
+		if limit != nil {
+			if err := limit.WaitN(ctx, n); err != nil {
+				return err
+			}
+		}
+		return w.p.yield(ctx)
 	}
 	n, err := w.p.cfg.Store.FanoutNotify(ctx, run)
 	if err != nil {
@@ -511,6 +538,25 @@ func (w *fanoutWorker) Work(ctx context.Context, job *river.Job[FanoutArgs]) err
 	w.p.log.Debug("fanned out", zap.Int64("job_id", job.ID), zap.Int64("facility_id", a.FacilityID),
 		zap.String("profession", a.Profession), zap.Int("workers", n))
 	return nil
+}
+
+// yield runs Config.Yield, if any.
+func (p *Pipeline) yield(ctx context.Context) error {
+	if p.cfg.Yield == nil {
+		return nil
+	}
+	if err := p.cfg.Yield(ctx); err != nil {
+		return fmt.Errorf("yield to events: %w", err)
+	}
+	return nil
+}
+
+// fanoutSpread is Config.FanoutSpread with its default applied.
+func (p *Pipeline) fanoutSpread() time.Duration {
+	if p.cfg.FanoutSpread == 0 {
+		return p.cfg.Window / time.Duration(len(domain.Professions))
+	}
+	return p.cfg.FanoutSpread
 }
 
 type notifyWorker struct {

@@ -126,7 +126,7 @@ func TestFanoutNotify_Chunks(t *testing.T) {
 	p.worker(t, 5, domain.CNA, true, 1)
 	p.mark(t, 300, store.Fanout{FacilityID: 1, Profession: domain.CNA}) // CNAs 1, 2 and 5
 
-	var got, paused []int
+	var got, paused, totals []int
 	stop := errors.New("stopped")
 	run := store.FanoutRun{Profession: domain.CNA, Window: 300, Chunk: 2,
 		Enqueue: func(_ context.Context, tx pgx.Tx, ids []int64) error {
@@ -136,8 +136,9 @@ func TestFanoutNotify_Chunks(t *testing.T) {
 			}
 			return nil
 		},
-		Pause: func(_ context.Context, n int) error {
+		Pause: func(_ context.Context, n, total int) error {
 			paused = append(paused, n)
+			totals = append(totals, total)
 			return stop
 		},
 	}
@@ -146,10 +147,12 @@ func TestFanoutNotify_Chunks(t *testing.T) {
 	require.Equal(t, 2, n)
 	require.Equal(t, []int{1, 2}, got, "the first chunk, in id order")
 	require.Equal(t, []int{2}, paused)
+	require.Equal(t, []int{3}, totals, "the pause is told how many workers the run read")
 	require.Equal(t, 1, p.marks(t), "the stopped run left its mark")
 
-	got, paused, run.Pause = nil, nil, func(_ context.Context, n int) error {
+	got, paused, totals, run.Pause = nil, nil, nil, func(_ context.Context, n, total int) error {
 		paused = append(paused, n)
+		totals = append(totals, total)
 		return nil
 	}
 	n, err = p.st.FanoutNotify(bg, run)
@@ -157,6 +160,7 @@ func TestFanoutNotify_Chunks(t *testing.T) {
 	require.Equal(t, 1, n)
 	require.Equal(t, []int{5}, got, "the retry schedules whom the first run did not reach")
 	require.Equal(t, []int{0}, paused, "its first chunk scheduled nobody new; no pause after the last")
+	require.Equal(t, []int{3}, totals, "the retry reads the same workers")
 
 	require.Zero(t, p.marks(t), "the run that finished took the marks")
 }

@@ -85,9 +85,9 @@ type FanoutRun struct {
 	// workers the chunk schedules, given in id order.
 	Enqueue func(ctx context.Context, tx pgx.Tx, workerIDs []int64) error
 	// Pause, when set, runs after every chunk but the last, outside any
-	// transaction, with the number of workers the chunk scheduled: the
-	// caller paces the inserts with it.
-	Pause func(ctx context.Context, scheduled int) error
+	// transaction, with the number of workers the chunk scheduled and the
+	// number of workers the run read: the caller paces the inserts with it.
+	Pause func(ctx context.Context, scheduled, total int) error
 }
 
 // FanoutNotify schedules, for r.Window, the digests of the workers who can
@@ -164,7 +164,7 @@ func (s *Store) FanoutNotify(ctx context.Context, r FanoutRun) (int, error) {
 		}
 		scheduled += len(got)
 		if r.Pause != nil && start+chunk < len(workers) {
-			if err := r.Pause(ctx, len(got)); err != nil {
+			if err := r.Pause(ctx, len(got), len(workers)); err != nil {
 				return scheduled, fmt.Errorf("%s: %w", what, err)
 			}
 		}
