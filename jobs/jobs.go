@@ -184,6 +184,14 @@ type Config struct {
 	// window's digests and fan-outs can be seconds late without harm; the
 	// events' latency is the one that matters.
 	Yield func(ctx context.Context) error
+	// DigestLinger is how long a digest batch smaller than DigestBatch
+	// waits for more notify jobs before it is built. Each batch reads what
+	// is new for its workers once (the openings, the open shifts of
+	// facilities new to some of them): 100-200 ms of the database's time
+	// whether it holds 20 workers or 500, so a window's digests, spread
+	// over the window by the fan-outs, are cheaper in fewer, fuller
+	// batches. A digest is late by at most this much.
+	DigestLinger time.Duration
 	// DigestRate, when positive, bounds the digests this instance builds
 	// per second. A window's digests all come due at its end; bounded, they
 	// are spread over the next seconds instead of taking every core at
@@ -296,6 +304,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Pipeline, error) {
 		}
 		return cfg.Store.BuildDigests(ctx, ids, cfg.Now(), cfg.DigestSize, cfg.DeliveryLease)
 	})
+	p.digests.Linger = cfg.DigestLinger
 	p.marks = batch.NewExec(cfg.DigestBatch, 1, cfg.Store.MarkChannelsDelivered)
 	p.finishes = batch.New(cfg.DigestBatch, 1, cfg.Store.FinishDeliveries)
 	workers := river.NewWorkers()

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
@@ -427,6 +428,7 @@ func digestTx(ctx context.Context, tx pgx.Tx, ids []int64, now time.Time, k int,
 		newIDs     []int64
 		newCounts  []int64
 		newBodies  [][]byte
+		newNIDs    []uuid.UUID
 		digests    = map[int64]domain.Digest{}
 		facilities []byte
 	)
@@ -445,7 +447,14 @@ func digestTx(ctx context.Context, tx pgx.Tx, ids []int64, now time.Time, k int,
 			return nil, err
 		}
 		digests[w.ID] = d
-		newIDs, newCounts, newBodies = append(newIDs, w.ID), append(newCounts, int64(d.Count)), append(newBodies, body)
+		// Time-ordered ids (UUIDv7): the primary key grows at its end, as
+		// a serial would, instead of at a random leaf of an index as large
+		// as the notification history.
+		nid, err := uuid.NewV7()
+		if err != nil {
+			return nil, fmt.Errorf("notification id: %w", err)
+		}
+		newIDs, newCounts, newBodies, newNIDs = append(newIDs, w.ID), append(newCounts, int64(d.Count)), append(newBodies, body), append(newNIDs, nid)
 	}
 	if len(stateIDs) == 0 {
 		return out, nil
@@ -460,11 +469,11 @@ func digestTx(ctx context.Context, tx pgx.Tx, ids []int64, now time.Time, k int,
 		WHERE st.worker_id = u.worker_id`, stateIDs, stateFacs)
 	if len(newIDs) > 0 {
 		b.Queue(`
-			INSERT INTO shiftcast.notifications (worker_id, count, shifts, lease_until)
-			SELECT u.worker_id, u.count, u.shifts,
+			INSERT INTO shiftcast.notifications (id, worker_id, count, shifts, lease_until)
+			SELECT u.id, u.worker_id, u.count, u.shifts,
 			       CASE WHEN $4::bigint > 0 THEN now() + $4::bigint * interval '1 microsecond' END
-			FROM unnest($1::int[], $2::int[], $3::jsonb[]) AS u(worker_id, count, shifts)
-			RETURNING id::text, worker_id, created_at`, newIDs, newCounts, newBodies, lease.Microseconds())
+			FROM unnest($5::uuid[], $1::int[], $2::int[], $3::jsonb[]) AS u(id, worker_id, count, shifts)
+			RETURNING id::text, worker_id, created_at`, newIDs, newCounts, newBodies, lease.Microseconds(), newNIDs)
 	}
 	br = tx.SendBatch(ctx, b)
 	_, err = br.Exec()
@@ -983,11 +992,13 @@ const baselineSQL = `
 // baseline after a bulk load: every worker's notifications start from what
 // they are eligible for now (seeded shifts are not news), and the event
 // bookkeeping of data that was replaced (ids, positions, openings) is
-// dropped, since a reloaded dataset reuses entity ids.
+// dropped, as is the notification history of its workers, since a
+// reloaded dataset reuses entity ids.
 func (s *Store) ResetPipelineState(ctx context.Context) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `
-			TRUNCATE shiftcast.applied_events, shiftcast.entity_positions, shiftcast.shift_openings, shiftcast.notify_scheduled, shiftcast.fanout_marks, shiftcast.worker_resets;
+			TRUNCATE shiftcast.applied_events, shiftcast.entity_positions, shiftcast.shift_openings, shiftcast.notify_scheduled, shiftcast.fanout_marks, shiftcast.worker_resets, shiftcast.notifications;
+			UPDATE shiftcast.monthly_stats SET notifications = 0 WHERE notifications <> 0;
 			DELETE FROM shiftcast.worker_notify_state ns WHERE NOT EXISTS (SELECT 1 FROM "Worker" w WHERE w.id = ns.worker_id);
 			INSERT INTO shiftcast.worker_notify_state (worker_id, facilities, snapshot, notified_at)
 			`+baselineSQL+`

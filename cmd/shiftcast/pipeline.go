@@ -41,6 +41,7 @@ type pipelineConfig struct {
 	fanoutRate       float64
 	fanoutSpread     time.Duration
 	yield            time.Duration
+	digestLinger     time.Duration
 	maxDeliver       int
 	replicas         int
 	duplicateWindow  time.Duration
@@ -67,6 +68,7 @@ func (c *pipelineConfig) register(fs *flag.FlagSet, getenv func(string) string) 
 	fs.DurationVar(&c.fanoutSpread, "fanout-spread", 0, "how long a fan-out spreads the notify jobs it inserts over (0: --digest-window divided by the three professions, whose fan-outs run one after another; negative: at once), so that a window's end does not take the database from the events")
 	fs.Float64Var(&c.fanoutRate, "fanout-rate", 500, "least notify jobs per second a spread fan-out inserts, so that a small one is not drawn out (0: no floor)")
 	fs.DurationVar(&c.yield, "yield-to-events", time.Second, "how long a digest batch or a fan-out chunk waits, at most, while this instance's events queue for a transaction (0: never)")
+	fs.DurationVar(&c.digestLinger, "digest-linger", time.Second, "how long a digest batch smaller than --notify-workers waits for more notify jobs (each batch's reads cost about the same whatever its size)")
 	fs.Float64Var(&c.digestRate, "digest-rate", 0, "most digests this instance builds per second (0: no limit); spreads a window's digests out so that events keep their share of the machine")
 	fs.IntVar(&c.notifyWorkers, "notify-workers", 500, "notify jobs run at once by this instance (River notify queue workers); their digests are built in shared batches")
 	fs.IntVar(&c.consumerWorkers, "event-workers", 128, "events handled at once by this instance (enough to fill the batches of the four transactions applying them)")
@@ -157,7 +159,7 @@ func newPipeline(cfg pipelineConfig, st *store.Store, nc *nats.Conn, m *metrics.
 		Store: st, Channels: channels,
 		Window: cfg.digestWindow, Grace: cfg.digestGrace, DigestSize: cfg.digestSize,
 		MaxDeliveryAttempts: cfg.deliveryAttempts, RetryBase: cfg.retryBase,
-		DeliveryLease: cfg.deliveryLease, NotifyWorkers: cfg.notifyWorkers, DigestBatch: cfg.notifyWorkers, DigestRate: cfg.digestRate, FanoutRate: cfg.fanoutRate, FanoutSpread: cfg.fanoutSpread,
+		DeliveryLease: cfg.deliveryLease, NotifyWorkers: cfg.notifyWorkers, DigestBatch: cfg.notifyWorkers, DigestRate: cfg.digestRate, DigestLinger: cfg.digestLinger, FanoutRate: cfg.fanoutRate, FanoutSpread: cfg.fanoutSpread,
 		Yield: yield, Work: cfg.work, Metrics: m, Logger: logger.Named("jobs"),
 	})
 	if err != nil {
