@@ -25,18 +25,12 @@ type Batcher[T, R any] struct {
 	// Timeout bounds one batch: it runs for many callers, so it does not
 	// take any one caller's context.
 	Timeout time.Duration
-	// Linger, when positive, lets a lane that finds fewer than Max calls
-	// queued wait up to that long for more before it runs them (as a
-	// producer's linger does): for work whose every batch has a fixed cost
-	// that dwarfs its per-call cost, and whose callers can wait.
-	Linger time.Duration
 	// Fn runs one batch and returns one result per item, in order.
 	Fn func(ctx context.Context, items []T) ([]R, error)
 
 	mu      sync.Mutex
 	queue   []*batchCall[T, R]
 	running int
-	full    chan struct{} // closed when the queue reaches Max, while a lane lingers
 }
 
 // New returns a Batcher of at most max items per batch, lanes batches at a
@@ -67,10 +61,6 @@ func (b *Batcher[T, R]) Do(ctx context.Context, item T) (R, error) {
 	c := &batchCall[T, R]{item: item, done: make(chan struct{})}
 	b.mu.Lock()
 	b.queue = append(b.queue, c)
-	if b.full != nil && len(b.queue) >= b.Max {
-		close(b.full)
-		b.full = nil
-	}
 	if b.running < b.Lanes {
 		b.running++
 		go b.drain()
@@ -93,20 +83,6 @@ func (b *Batcher[T, R]) drain() {
 			b.running--
 			b.mu.Unlock()
 			return
-		}
-		if b.Linger > 0 && len(b.queue) < b.Max {
-			if b.full == nil {
-				b.full = make(chan struct{})
-			}
-			full := b.full
-			b.mu.Unlock()
-			linger := time.NewTimer(b.Linger)
-			select {
-			case <-full:
-			case <-linger.C:
-			}
-			linger.Stop()
-			b.mu.Lock()
 		}
 		n := min(len(b.queue), b.Max)
 		batch := b.queue[:n:n]

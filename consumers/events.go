@@ -195,45 +195,6 @@ func NewEventConsumer(ctx context.Context, js jetstream.JetStream, cfg EventsCon
 	return &EventConsumer{cfg: cfg, js: js, cons: cons, log: cfg.Logger, sem: make(chan struct{}, cfg.Workers), applier: applier}, nil
 }
 
-// Congested reports whether this instance has half of its Workers or more
-// in use: at the usual rates a few batches' worth of events are in flight;
-// when applying slows down they pile up here (and, once Workers are all in
-// use, in the stream), and every one of them waits longer.
-func (c *EventConsumer) Congested() bool {
-	return len(c.sem) >= max(1, c.cfg.Workers/2)
-}
-
-// WaitUncongested returns once the consumer is not congested, or after at
-// most max, or with ctx's error, and says how long it waited. Background
-// work that shares the database and can wait (a window's digests, its
-// fan-outs) calls it before each step, so that it gives way while events
-// queue and catches up between their bursts, rather than adding its load
-// to theirs.
-func (c *EventConsumer) WaitUncongested(ctx context.Context, max time.Duration) (time.Duration, error) {
-	if max <= 0 || !c.Congested() {
-		return 0, nil
-	}
-	start := time.Now()
-	deadline := time.NewTimer(max)
-	defer deadline.Stop()
-	tick := time.NewTicker(congestionPoll)
-	defer tick.Stop()
-	for c.Congested() {
-		select {
-		case <-ctx.Done():
-			return time.Since(start), ctx.Err()
-		case <-deadline.C:
-			return time.Since(start), nil
-		case <-tick.C:
-		}
-	}
-	return time.Since(start), nil
-}
-
-// congestionPoll is how often WaitUncongested looks again: a fraction of
-// one batch's time.
-const congestionPoll = 5 * time.Millisecond
-
 // Consumer returns the JetStream consumer, for status (lag, redeliveries).
 func (c *EventConsumer) Consumer() jetstream.Consumer { return c.cons }
 

@@ -178,20 +178,6 @@ type Config struct {
 	// fan-out inserts, however it is spread, so that a small one is not
 	// drawn out for nothing. 0 sets no floor.
 	FanoutRate float64
-	// Yield, when set, runs before each digest batch and each fan-out
-	// chunk, outside any transaction, and may wait: serve passes one that
-	// waits, up to a bound, while its event consumer is congested. A
-	// window's digests and fan-outs can be seconds late without harm; the
-	// events' latency is the one that matters.
-	Yield func(ctx context.Context) error
-	// DigestLinger is how long a digest batch smaller than DigestBatch
-	// waits for more notify jobs before it is built. Each batch reads what
-	// is new for its workers once (the openings, the open shifts of
-	// facilities new to some of them): 100-200 ms of the database's time
-	// whether it holds 20 workers or 500, so a window's digests, spread
-	// over the window by the fan-outs, are cheaper in fewer, fuller
-	// batches. A digest is late by at most this much.
-	DigestLinger time.Duration
 	// DigestRate, when positive, bounds the digests this instance builds
 	// per second. A window's digests all come due at its end; bounded, they
 	// are spread over the next seconds instead of taking every core at
@@ -292,19 +278,15 @@ func New(pool *pgxpool.Pool, cfg Config) (*Pipeline, error) {
 	p := &Pipeline{cfg: cfg, log: cfg.Logger}
 	limit, maxBatch := digestLimiter(cfg.DigestRate, cfg.DigestBatch)
 	p.digests = batch.New(maxBatch, 1, func(ctx context.Context, ids []int64) ([]store.DigestResult, error) {
-		// Waiting here lets the next batch grow meanwhile: bounded digests
-		// are also cheaper ones.
 		if limit != nil {
+			// Waiting here lets the next batch grow meanwhile: bounded
+			// digests are also cheaper ones.
 			if err := limit.WaitN(ctx, len(ids)); err != nil {
 				return nil, fmt.Errorf("digest rate: %w", err)
 			}
 		}
-		if err := p.yield(ctx); err != nil {
-			return nil, err
-		}
 		return cfg.Store.BuildDigests(ctx, ids, cfg.Now(), cfg.DigestSize, cfg.DeliveryLease)
 	})
-	p.digests.Linger = cfg.DigestLinger
 	p.marks = batch.NewExec(cfg.DigestBatch, 1, cfg.Store.MarkChannelsDelivered)
 	p.finishes = batch.New(cfg.DigestBatch, 1, cfg.Store.FinishDeliveries)
 	workers := river.NewWorkers()
@@ -321,7 +303,13 @@ func New(pool *pgxpool.Pool, cfg Config) (*Pipeline, error) {
 		// default hour, so a crash delays notifications only briefly.
 		JobTimeout:           30 * time.Second,
 		RescueStuckJobsAfter: time.Minute,
-		FetchCooldown:        cfg.FetchCooldown,
+		// A notify job per worker with news per window is tens of millions
+		// of rows a day on a large workforce; River's default keeps
+		// completed jobs a day, and every fetch and unique insert works
+		// through them. A window's jobs are done minutes after it ends, and
+		// a notify job's uniqueness matters only until then.
+		CompletedJobRetentionPeriod: time.Hour,
+		FetchCooldown:               cfg.FetchCooldown,
 	}
 	if cfg.Work {
 		rc.Queues = map[string]river.QueueConfig{
@@ -525,20 +513,15 @@ func (w *fanoutWorker) Work(ctx context.Context, job *river.Job[FanoutArgs]) err
 	if !a.Marked {
 		run.Extra = []int64{a.FacilityID}
 	}
-	var limit *rate.Limiter
-	spread := w.p.fanoutSpread()
-	run.Pause = func(ctx context.Context, n, total int) error {
-		if limit == nil && spread > 0 {
-			r := max(w.p.cfg.FanoutRate, float64(total)/spread.Seconds())
-			limit = rate.NewLimiter(rate.Limit(r), fanoutChunk)
-			limit.AllowN(time.Now(), fanoutChunk) // the first chunk went at once
-		}
-		if limit != nil {
-			if err := limit.WaitN(ctx, n); err != nil {
-				return err
+	if spread := w.p.fanoutSpread(); spread > 0 {
+		var limit *rate.Limiter
+		run.Pause = func(ctx context.Context, n, total int) error {
+			if limit == nil {
+				limit = rate.NewLimiter(w.p.fanoutRate(a.Window, spread, total), fanoutChunk)
+				limit.AllowN(time.Now(), fanoutChunk) // the first chunk went at once
 			}
+			return limit.WaitN(ctx, n)
 		}
-		return w.p.yield(ctx)
 	}
 	n, err := w.p.cfg.Store.FanoutNotify(ctx, run)
 	if err != nil {
@@ -549,15 +532,17 @@ func (w *fanoutWorker) Work(ctx context.Context, job *river.Job[FanoutArgs]) err
 	return nil
 }
 
-// yield runs Config.Yield, if any.
-func (p *Pipeline) yield(ctx context.Context) error {
-	if p.cfg.Yield == nil {
-		return nil
+// fanoutRate is the pace of a fan-out of total workers for window: spread
+// over spread, at least FanoutRate, and done by the time the next window's
+// fan-outs are due. One that starts late (a long run before it, a retry)
+// has less time left, so a backlog of fan-outs does not carry over from
+// window to window; one due after that time is not paced.
+func (p *Pipeline) fanoutRate(window int64, spread time.Duration, total int) rate.Limit {
+	left := min(spread, p.runAt(window+1).Sub(p.cfg.Now()))
+	if left <= 0 {
+		return rate.Inf
 	}
-	if err := p.cfg.Yield(ctx); err != nil {
-		return fmt.Errorf("yield to events: %w", err)
-	}
-	return nil
+	return rate.Limit(max(p.cfg.FanoutRate, float64(total)/left.Seconds()))
 }
 
 // fanoutSpread is Config.FanoutSpread with its default applied.

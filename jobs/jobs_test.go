@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
 )
 
 func TestFanoutSet(t *testing.T) {
@@ -54,6 +55,53 @@ func TestDigestLimiter(t *testing.T) {
 			defer cancel()
 			require.NoError(t, limit.WaitN(ctx, size))
 			require.Error(t, limit.WaitN(ctx, size), "a second batch right away exceeds the rate")
+		})
+	}
+}
+
+func TestPipeline_FanoutRate(t *testing.T) {
+	t.Parallel()
+	const window = 30 * time.Second
+	// Window 100's fan-outs are due at its end plus the grace, 3,031 s, and
+	// window 101's at 3,061 s.
+	due := time.Unix(3031, 0)
+	for _, tc := range []struct {
+		name   string
+		now    time.Time
+		spread time.Duration
+		floor  float64
+		total  int
+		want   rate.Limit
+	}{
+		{"spread over its share of the window", due, 10 * time.Second, 500, 10000, 1000},
+		{"never below the floor", due, 10 * time.Second, 500, 2000, 500},
+		{"no floor", due, 10 * time.Second, 0, 2000, 200},
+		{"a late start has less time", due.Add(25 * time.Second), 10 * time.Second, 0, 10000, 2000},
+		{"past the next window's fan-outs, not paced", due.Add(31 * time.Second), 10 * time.Second, 500, 10000, rate.Inf},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := &Pipeline{cfg: Config{Window: window, Grace: time.Second, FanoutRate: tc.floor, Now: func() time.Time { return tc.now }}}
+			require.InDelta(t, float64(tc.want), float64(p.fanoutRate(100, tc.spread, tc.total)), 1e-6)
+		})
+	}
+}
+
+func TestPipeline_FanoutSpread(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name        string
+		window, set time.Duration
+		wantSpread  time.Duration
+	}{
+		{"a third of the window by default: one fan-out per profession", 30 * time.Second, 0, 10 * time.Second},
+		{"as set", 30 * time.Second, 4 * time.Second, 4 * time.Second},
+		{"negative: not paced", 30 * time.Second, -1, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := &Pipeline{cfg: Config{Window: tc.window, FanoutSpread: tc.set}}
+			require.Equal(t, tc.wantSpread, p.fanoutSpread())
 		})
 	}
 }

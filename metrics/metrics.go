@@ -22,8 +22,6 @@ type Metrics struct {
 	notifications   prometheus.Counter
 	deliveries      *prometheus.CounterVec
 	querySeconds    *prometheus.HistogramVec
-	yieldSeconds    prometheus.Counter
-	yields          prometheus.Counter
 }
 
 // New registers the metrics, plus Go runtime and process collectors, on a
@@ -58,16 +56,8 @@ func New() *Metrics {
 			Help:    "Eligibility query latency, by transport (http, nats), endpoint and status.",
 			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1},
 		}, []string{"transport", "endpoint", "status"}),
-		yields: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "shiftcast_yields_total",
-			Help: "Digest batches and fan-out chunks that waited for congested event application.",
-		}),
-		yieldSeconds: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "shiftcast_yield_seconds_total",
-			Help: "Time digest batches and fan-out chunks waited for congested event application.",
-		}),
 	}
-	reg.MustRegister(m.eventsApplied, m.applySeconds, m.announcedShifts, m.notifications, m.deliveries, m.querySeconds, m.yields, m.yieldSeconds,
+	reg.MustRegister(m.eventsApplied, m.applySeconds, m.announcedShifts, m.notifications, m.deliveries, m.querySeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -112,15 +102,6 @@ func (m *Metrics) Delivery(channel string, ok bool) {
 		outcome = "failed"
 	}
 	m.deliveries.WithLabelValues(channel, outcome).Inc()
-}
-
-// Yielded records that background work waited d for event application.
-func (m *Metrics) Yielded(d time.Duration) {
-	if m == nil {
-		return
-	}
-	m.yields.Inc()
-	m.yieldSeconds.Add(d.Seconds())
 }
 
 // Query records one eligibility query.

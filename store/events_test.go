@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/assert"
@@ -1011,7 +1012,15 @@ func TestReset_ExistingShiftsNotNews(t *testing.T) {
 	p.b.exec(t, `INSERT INTO "Shift" (id, start, "end", profession, facility_id) VALUES (12, $1, $2, 'CNA', 2)`,
 		p.at(30*time.Hour), p.at(35*time.Hour))
 
+	// A notification built before the reload: history of workers whose ids
+	// the reloaded data reuses.
+	require.NotEmpty(t, p.digest(t, 2))
+	var id uuid.UUID
+	p.scan(t, `SELECT id FROM shiftcast.notifications`, nil, &id)
+	require.Equal(t, uuid.Version(7), id.Version(), "notification ids are time-ordered")
+
 	require.NoError(t, p.st.ResetPipelineState(bg))
+	require.Equal(t, 0, p.count(t, `SELECT count(*) FROM shiftcast.notifications`), "the replaced data's notification history is dropped")
 	require.Equal(t, 0, p.count(t, `SELECT count(*) FROM shiftcast.applied_events`))
 	require.Equal(t, 0, p.count(t, `SELECT count(*) FROM shiftcast.entity_positions`))
 	require.Equal(t, 0, p.count(t, `SELECT count(*) FROM shiftcast.shift_openings`))

@@ -40,8 +40,6 @@ type pipelineConfig struct {
 	digestRate       float64
 	fanoutRate       float64
 	fanoutSpread     time.Duration
-	yield            time.Duration
-	digestLinger     time.Duration
 	maxDeliver       int
 	replicas         int
 	duplicateWindow  time.Duration
@@ -67,8 +65,6 @@ func (c *pipelineConfig) register(fs *flag.FlagSet, getenv func(string) string) 
 	fs.DurationVar(&c.deliveryLease, "delivery-lease", time.Minute, "how long a digest's builder owns its first delivery before a sweep (every quarter of it) hands it to a deliver job: the delay after a crash mid-delivery")
 	fs.DurationVar(&c.fanoutSpread, "fanout-spread", 0, "how long a fan-out spreads the notify jobs it inserts over (0: --digest-window divided by the three professions, whose fan-outs run one after another; negative: at once), so that a window's end does not take the database from the events")
 	fs.Float64Var(&c.fanoutRate, "fanout-rate", 500, "least notify jobs per second a spread fan-out inserts, so that a small one is not drawn out (0: no floor)")
-	fs.DurationVar(&c.yield, "yield-to-events", time.Second, "how long a digest batch or a fan-out chunk waits, at most, while this instance's events queue for a transaction (0: never)")
-	fs.DurationVar(&c.digestLinger, "digest-linger", time.Second, "how long a digest batch smaller than --notify-workers waits for more notify jobs (each batch's reads cost about the same whatever its size)")
 	fs.Float64Var(&c.digestRate, "digest-rate", 0, "most digests this instance builds per second (0: no limit); spreads a window's digests out so that events keep their share of the machine")
 	fs.IntVar(&c.notifyWorkers, "notify-workers", 500, "notify jobs run at once by this instance (River notify queue workers); their digests are built in shared batches")
 	fs.IntVar(&c.consumerWorkers, "event-workers", 128, "events handled at once by this instance (enough to fill the batches of the four transactions applying them)")
@@ -87,11 +83,8 @@ func (c *pipelineConfig) register(fs *flag.FlagSet, getenv func(string) string) 
 type pipeline struct {
 	jobs     *jobs.Pipeline
 	consumer *consumers.EventConsumer
-	// events is consumer, for the jobs' Yield, which runs on River's
-	// goroutines while start may still be setting it.
-	events  atomic.Pointer[consumers.EventConsumer]
-	metrics *metrics.Metrics
-	log     *zap.Logger
+	metrics  *metrics.Metrics
+	log      *zap.Logger
 
 	riverStarted bool // touched only by run's goroutine, then by stop after done
 
@@ -143,30 +136,17 @@ func newPipeline(cfg pipelineConfig, st *store.Store, nc *nats.Conn, m *metrics.
 		}
 		channels[store.ChannelWebhook] = hook
 	}
-	p := &pipeline{metrics: m, log: logger, done: make(chan struct{})}
-	yield := func(ctx context.Context) error {
-		c := p.events.Load()
-		if c == nil {
-			return nil
-		}
-		waited, err := c.WaitUncongested(ctx, cfg.yield)
-		if waited > 0 {
-			m.Yielded(waited)
-		}
-		return err
-	}
 	jp, err := jobs.New(st.Pool(), jobs.Config{
 		Store: st, Channels: channels,
 		Window: cfg.digestWindow, Grace: cfg.digestGrace, DigestSize: cfg.digestSize,
 		MaxDeliveryAttempts: cfg.deliveryAttempts, RetryBase: cfg.retryBase,
-		DeliveryLease: cfg.deliveryLease, NotifyWorkers: cfg.notifyWorkers, DigestBatch: cfg.notifyWorkers, DigestRate: cfg.digestRate, DigestLinger: cfg.digestLinger, FanoutRate: cfg.fanoutRate, FanoutSpread: cfg.fanoutSpread,
-		Yield: yield, Work: cfg.work, Metrics: m, Logger: logger.Named("jobs"),
+		DeliveryLease: cfg.deliveryLease, NotifyWorkers: cfg.notifyWorkers, DigestBatch: cfg.notifyWorkers, DigestRate: cfg.digestRate, FanoutRate: cfg.fanoutRate, FanoutSpread: cfg.fanoutSpread,
+		Work: cfg.work, Metrics: m, Logger: logger.Named("jobs"),
 	})
 	if err != nil {
 		return nil, err
 	}
-	p.jobs = jp
-	return p, nil
+	return &pipeline{jobs: jp, metrics: m, log: logger, done: make(chan struct{})}, nil
 }
 
 // run starts River and the consumer, retrying while a dependency is not
@@ -247,7 +227,6 @@ func (p *pipeline) start(ctx context.Context, cfg pipelineConfig, st *store.Stor
 		return err
 	}
 	p.consumer = cons
-	p.events.Store(cons)
 	return nil
 }
 
