@@ -174,6 +174,11 @@ type Config struct {
 	// number of professions, since a window's fan-outs, one per profession,
 	// run one after another (FanoutWorkers 1); negative does not pace them.
 	FanoutSpread time.Duration
+	// Busy, when set, reports whether events are being applied: a fan-out
+	// is paced only while they are, so that with no events to protect (a
+	// quiet marketplace, a replay's last window) its notify jobs go in at
+	// once and its notifications out as fast as the workers deliver them.
+	Busy func() bool
 	// FanoutRate is the least number of notify jobs per second a paced
 	// fan-out inserts, however it is spread, so that a small one is not
 	// drawn out for nothing. 0 sets no floor.
@@ -514,14 +519,7 @@ func (w *fanoutWorker) Work(ctx context.Context, job *river.Job[FanoutArgs]) err
 		run.Extra = []int64{a.FacilityID}
 	}
 	if spread := w.p.fanoutSpread(); spread > 0 {
-		var limit *rate.Limiter
-		run.Pause = func(ctx context.Context, n, total int) error {
-			if limit == nil {
-				limit = rate.NewLimiter(w.p.fanoutRate(a.Window, spread, total), fanoutChunk)
-				limit.AllowN(time.Now(), fanoutChunk) // the first chunk went at once
-			}
-			return limit.WaitN(ctx, n)
-		}
+		run.Pause = w.p.fanoutPause(a.Window, spread)
 	}
 	n, err := w.p.cfg.Store.FanoutNotify(ctx, run)
 	if err != nil {
@@ -530,6 +528,23 @@ func (w *fanoutWorker) Work(ctx context.Context, job *river.Job[FanoutArgs]) err
 	w.p.log.Debug("fanned out", zap.Int64("job_id", job.ID), zap.Int64("facility_id", a.FacilityID),
 		zap.String("profession", a.Profession), zap.Int("workers", n))
 	return nil
+}
+
+// fanoutPause returns the pause between a fan-out's chunks (a
+// store.FanoutRun's Pause): paced at fanoutRate while events are being
+// applied (Config.Busy), none otherwise.
+func (p *Pipeline) fanoutPause(window int64, spread time.Duration) func(ctx context.Context, n, total int) error {
+	var limit *rate.Limiter
+	return func(ctx context.Context, n, total int) error {
+		if limit == nil {
+			limit = rate.NewLimiter(p.fanoutRate(window, spread, total), fanoutChunk)
+			limit.AllowN(time.Now(), fanoutChunk) // the first chunk went at once
+		}
+		if p.cfg.Busy != nil && !p.cfg.Busy() {
+			return nil
+		}
+		return limit.WaitN(ctx, n)
+	}
 }
 
 // fanoutRate is the pace of a fan-out of total workers for window: spread

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -104,4 +105,21 @@ func TestPipeline_FanoutSpread(t *testing.T) {
 			require.Equal(t, tc.wantSpread, p.fanoutSpread())
 		})
 	}
+}
+
+func TestPipeline_FanoutPause(t *testing.T) {
+	t.Parallel()
+	due := time.Unix(3031, 0)
+	var busy atomic.Bool
+	p := &Pipeline{cfg: Config{Window: 30 * time.Second, Grace: time.Second, Now: func() time.Time { return due }, Busy: busy.Load}}
+	// 10,000 workers over 10 s: 1,000 a second, so a second chunk of 500
+	// right after the first must wait half a second.
+	pause := p.fanoutPause(100, 10*time.Second)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	require.NoError(t, pause(ctx, fanoutChunk, 10000), "no events being applied: no pause")
+
+	busy.Store(true)
+	require.Error(t, pause(ctx, fanoutChunk, 10000), "events being applied: paced, a wait longer than the context allows")
 }

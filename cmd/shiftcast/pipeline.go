@@ -88,10 +88,21 @@ type pipeline struct {
 
 	riverStarted bool // touched only by run's goroutine, then by stop after done
 
+	// lastEvent is when this instance last handled an event (Unix
+	// nanoseconds), for eventsBusy.
+	lastEvent atomic.Int64
+
 	mu      sync.Mutex
 	started bool
 	err     error
 	done    chan struct{}
+}
+
+// eventsBusy reports whether this instance handled an event in the last
+// second: while it does, fan-outs are paced so as not to crowd the events
+// out (jobs.Config.Busy).
+func (p *pipeline) eventsBusy() bool {
+	return time.Since(time.Unix(0, p.lastEvent.Load())) < time.Second
 }
 
 // Ping reports readiness: the pipeline is up.
@@ -136,17 +147,19 @@ func newPipeline(cfg pipelineConfig, st *store.Store, nc *nats.Conn, m *metrics.
 		}
 		channels[store.ChannelWebhook] = hook
 	}
+	p := &pipeline{metrics: m, log: logger, done: make(chan struct{})}
 	jp, err := jobs.New(st.Pool(), jobs.Config{
 		Store: st, Channels: channels,
 		Window: cfg.digestWindow, Grace: cfg.digestGrace, DigestSize: cfg.digestSize,
 		MaxDeliveryAttempts: cfg.deliveryAttempts, RetryBase: cfg.retryBase,
 		DeliveryLease: cfg.deliveryLease, NotifyWorkers: cfg.notifyWorkers, DigestBatch: cfg.notifyWorkers, DigestRate: cfg.digestRate, FanoutRate: cfg.fanoutRate, FanoutSpread: cfg.fanoutSpread,
-		Work: cfg.work, Metrics: m, Logger: logger.Named("jobs"),
+		Busy: p.eventsBusy, Work: cfg.work, Metrics: m, Logger: logger.Named("jobs"),
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &pipeline{jobs: jp, metrics: m, log: logger, done: make(chan struct{})}, nil
+	p.jobs = jp
+	return p, nil
 }
 
 // run starts River and the consumer, retrying while a dependency is not
@@ -217,8 +230,11 @@ func (p *pipeline) start(ctx context.Context, cfg pipelineConfig, st *store.Stor
 			return res, nil
 		},
 		Workers: cfg.consumerWorkers, ApplyBatch: cfg.eventBatch, MaxDeliver: cfg.maxDeliver, AckWait: cfg.ackWait, RetryBase: cfg.eventRetry,
-		OnApplied: p.metrics.EventHandled,
-		Logger:    p.log.Named("events"),
+		OnApplied: func(typ, outcome string, elapsed time.Duration) {
+			p.lastEvent.Store(time.Now().UnixNano())
+			p.metrics.EventHandled(typ, outcome, elapsed)
+		},
+		Logger: p.log.Named("events"),
 	})
 	if err != nil {
 		return err
