@@ -35,8 +35,10 @@ type Options struct {
 	Profile string
 	// Seed makes generation deterministic.
 	Seed int64
-	// Reset truncates the marketplace tables first; without it seeding
-	// refuses to write into tables that hold rows.
+	// Reset truncates the marketplace tables first (and, after the load,
+	// the notification history of the workers they held, whose ids the new
+	// data reuses); without it seeding refuses to write into tables that
+	// hold rows.
 	Reset bool
 	// Bare creates only the challenge's tables (no shiftcast indexes,
 	// triggers or River) before loading, in a database that shiftcast's

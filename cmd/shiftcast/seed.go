@@ -24,7 +24,7 @@ func runSeed(ctx context.Context, args []string, getenv func(string) string, std
 	c.register(fs, getenv)
 	fs.StringVar(&opts.Profile, "profile", "challenge", "challenge or marketplace")
 	fs.Int64Var(&opts.Seed, "seed", 1, "random seed; the same seed loads the same data")
-	fs.BoolVar(&opts.Reset, "reset", false, "empty the marketplace tables first")
+	fs.BoolVar(&opts.Reset, "reset", false, "empty the marketplace tables first (and the notification history of the workers they held)")
 	fs.BoolVar(&opts.Bare, "bare", false, "create only the challenge's own tables (no shiftcast indexes, triggers or River), to measure the challenge's usual SQL as written")
 	fs.BoolVar(&mig, "migrate", true, "apply migrations first (ignored with --bare)")
 	if help, err := parse(fs, args); help || err != nil {
