@@ -20,7 +20,8 @@
 #   5. before step 4, the same events with serve's notification queues
 #      paused (POST /v1/admin/pause): the event path alone, on a machine
 #      where the digests of every window otherwise compete with it for the
-#      2 cores (resumed afterwards, and their backlog drained, for step 4);
+#      2 cores (resumed afterwards, and their backlog drained and
+#      delivered to a `bench receiver`, for step 4);
 #   6. CPU seconds per process during each run, and serve's peak memory.
 # Everything is stopped at the end.
 #
@@ -140,16 +141,22 @@ cpu_report() { # before after
 }
 
 # Lets the fan-out and digest backlog a run left behind drain before the next
-# one (bounded), so that each run measures its own load. (Deliveries still
-# retrying towards a receiver that was not running are cheap: not waited for.)
+# one (bounded), so that each run measures its own load. A webhook receiver
+# runs meanwhile (each bench run brings its own): without it, the digests
+# drained here failed their first delivery and their retries ran during the
+# next run. (Deliveries still retrying are not waited for.)
 wait_jobs() {
-  local n=0
+  local n=0 rcv
+  "$BIN" bench receiver --listen "$HOOK" --webhook-secret "$SECRET" >>"$DIR/receiver.log" 2>&1 &
+  rcv=$!
   for _ in $(seq 1 90); do
     n=$(psql -qtA "$PG" -c "SELECT count(*) FROM river_job WHERE queue <> 'deliver' AND state IN ('available', 'scheduled')" 2>/dev/null || echo 0)
-    [ "${n:-0}" -eq 0 ] && return
+    [ "${n:-0}" -eq 0 ] && break
     sleep 2
   done
-  echo "(still $n River jobs queued; going on)"
+  [ "${n:-0}" -eq 0 ] || echo "(still $n River jobs queued; going on)"
+  kill -INT "$rcv" 2>/dev/null || true
+  wait "$rcv" 2>/dev/null || true
 }
 # A benchmark that misses its goal exits 1 after printing its report: go on.
 bench() { "$BIN" bench "$@" || echo "(exit status $?)"; }

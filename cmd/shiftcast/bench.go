@@ -25,6 +25,9 @@ Modes:
   deliveries  run a webhook receiver, publish shifts that reach many workers
               and report notifications delivered/s (serve's --webhook-url must
               point at --listen)
+  receiver    only run the webhook receiver, until interrupted, then print
+              what it got: keeps serve's deliveries succeeding between other
+              runs
 `
 
 func runBench(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
@@ -39,8 +42,39 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 		return runBenchEvents(ctx, args[1:], getenv, stdout)
 	case "deliveries":
 		return runBenchDeliveries(ctx, args[1:], getenv, stdout)
+	case "receiver":
+		return runBenchReceiver(ctx, args[1:], getenv, stdout)
 	}
-	return fmt.Errorf("%w: unknown bench mode %q (want query, events or deliveries)", errUsage, args[0])
+	return fmt.Errorf("%w: unknown bench mode %q (want query, events, deliveries or receiver)", errUsage, args[0])
+}
+
+func runBenchReceiver(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	var listen, secret string
+	fs := newFlagSet("bench receiver", "Run the benchmarks' webhook receiver until SIGINT/SIGTERM, then print the requests it got.", stdout)
+	fs.StringVar(&listen, "listen", bench.DefaultListen, "address of the webhook receiver (serve's --webhook-url must point at it)")
+	fs.StringVar(&secret, "webhook-secret", getenv("WEBHOOK_SECRET"), "serve's Standard Webhooks secret, whsec_ + base64 (env WEBHOOK_SECRET)")
+	if help, err := parse(fs, args); help || err != nil {
+		return err
+	}
+	if secret == "" {
+		return fmt.Errorf("%w: --webhook-secret is required (serve's secret)", errUsage)
+	}
+	rc, err := bench.NewReceiver(secret)
+	if err != nil {
+		return fmt.Errorf("%w: --webhook-secret: %w", errUsage, err)
+	}
+	stop, err := rc.Listen(ctx, listen)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	err = stop(sctx)
+	st := rc.Stats(time.Time{})
+	fmt.Fprintf(stdout, "receiver     %d distinct notifications, %d requests, %d repeats, %d signature failures, %d bad requests\n",
+		st.Distinct, st.Requests, st.Repeats, st.SignatureFailures, st.BadRequests)
+	return err
 }
 
 func runBenchQuery(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
