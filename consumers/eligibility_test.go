@@ -16,6 +16,7 @@ import (
 	"github.com/shiftcast/shiftcast/store"
 	"github.com/shiftcast/shiftcast/testenv"
 	"github.com/shiftcast/shiftcast/testenv/fixture"
+	"github.com/shiftcast/shiftcast/testenv/teststore"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -36,9 +37,7 @@ func connect(t testing.TB, url string) *nats.Conn {
 
 func setup(t testing.TB) *bundle {
 	t.Helper()
-	st, err := store.Open(context.Background(), testenv.DatabaseFrom(t, "shiftcast", store.MigrateDatabase), store.Config{MaxConns: 4})
-	require.NoError(t, err)
-	t.Cleanup(st.Close)
+	st := teststore.Open(t)
 	fixture.Load(t, st.Pool())
 	url := testenv.NATS(t)
 	b := &bundle{nc: connect(t, url), natsURL: url, store: st}

@@ -11,16 +11,14 @@ import (
 	"github.com/shiftcast/shiftcast/consumers"
 	"github.com/shiftcast/shiftcast/eligibility"
 	"github.com/shiftcast/shiftcast/reports"
-	"github.com/shiftcast/shiftcast/store"
 	"github.com/shiftcast/shiftcast/testenv"
 	"github.com/shiftcast/shiftcast/testenv/fixture"
+	"github.com/shiftcast/shiftcast/testenv/teststore"
 )
 
 func TestResponder_MonthlyReport(t *testing.T) {
 	t.Parallel()
-	st, err := store.Open(context.Background(), testenv.DatabaseFrom(t, "shiftcast", store.MigrateDatabase), store.Config{MaxConns: 4})
-	require.NoError(t, err)
-	t.Cleanup(st.Close)
+	st := teststore.Open(t)
 	fixture.Load(t, st.Pool())
 	url := testenv.NATS(t)
 	r, err := consumers.StartResponder(connect(t, url), consumers.ResponderConfig{

@@ -26,9 +26,9 @@ import (
 	"github.com/shiftcast/shiftcast/eligibility"
 	"github.com/shiftcast/shiftcast/httpapi"
 	"github.com/shiftcast/shiftcast/publishers"
-	"github.com/shiftcast/shiftcast/store"
 	"github.com/shiftcast/shiftcast/testenv"
 	"github.com/shiftcast/shiftcast/testenv/fixture"
+	"github.com/shiftcast/shiftcast/testenv/teststore"
 )
 
 // feedWait bounds every wait of the feed tests.
@@ -51,9 +51,7 @@ func feedSetup(t *testing.T) *feedEnv {
 func feedSetupLogging(t *testing.T, log *zap.Logger) *feedEnv {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, testenv.DatabaseFrom(t, "shiftcast", store.MigrateDatabase), store.Config{MaxConns: 4})
-	require.NoError(t, err)
-	t.Cleanup(st.Close)
+	st := teststore.Open(t)
 	fixture.Load(t, st.Pool())
 
 	natsURL := testenv.NATS(t)

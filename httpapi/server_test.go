@@ -18,6 +18,7 @@ import (
 	"github.com/shiftcast/shiftcast/store"
 	"github.com/shiftcast/shiftcast/testenv"
 	"github.com/shiftcast/shiftcast/testenv/fixture"
+	"github.com/shiftcast/shiftcast/testenv/teststore"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -29,10 +30,7 @@ type bundle struct {
 // setup serves the fixture over a real listener, backed by a real database.
 func setup(t testing.TB) *bundle {
 	t.Helper()
-	ctx := context.Background()
-	st, err := store.Open(ctx, testenv.DatabaseFrom(t, "shiftcast", store.MigrateDatabase), store.Config{MaxConns: 4})
-	require.NoError(t, err)
-	t.Cleanup(st.Close)
+	st := teststore.Open(t)
 	fixture.Load(t, st.Pool())
 	return &bundle{base: serve(t, st)}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/shiftcast/shiftcast/jobs"
 	"github.com/shiftcast/shiftcast/store"
 	"github.com/shiftcast/shiftcast/testenv"
+	"github.com/shiftcast/shiftcast/testenv/teststore"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -26,9 +27,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 func TestPipeline_EnqueueFor(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, err := store.Open(ctx, testenv.DatabaseFrom(t, "shiftcast", store.MigrateDatabase), store.Config{MaxConns: 4})
-	require.NoError(t, err)
-	t.Cleanup(st.Close)
+	st := teststore.Open(t)
 	// Window 1000 of 30 s: its fan-outs are due at 30,031 s (its end and
 	// the second of grace).
 	const window = 1000

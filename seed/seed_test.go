@@ -15,6 +15,7 @@ import (
 	"github.com/shiftcast/shiftcast/seed"
 	"github.com/shiftcast/shiftcast/store"
 	"github.com/shiftcast/shiftcast/testenv"
+	"github.com/shiftcast/shiftcast/testenv/teststore"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -34,9 +35,7 @@ type db struct {
 
 func open(t *testing.T, url string) db {
 	t.Helper()
-	st, err := store.Open(context.Background(), url, store.Config{MaxConns: 4})
-	require.NoError(t, err)
-	t.Cleanup(st.Close)
+	st := teststore.OpenURL(t, url)
 	return db{st: st, pool: st.Pool()}
 }
 

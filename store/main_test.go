@@ -9,6 +9,7 @@ import (
 
 	"github.com/shiftcast/shiftcast/store"
 	"github.com/shiftcast/shiftcast/testenv"
+	"github.com/shiftcast/shiftcast/testenv/teststore"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -23,9 +24,7 @@ type testBundle struct {
 func setup(t testing.TB) *testBundle {
 	t.Helper()
 	url := testenv.DatabaseFrom(t, "shiftcast", store.MigrateDatabase)
-	st, err := store.Open(context.Background(), url, store.Config{MaxConns: 4})
-	require.NoError(t, err)
-	t.Cleanup(st.Close)
+	st := teststore.OpenURL(t, url)
 	return &testBundle{store: st, pool: st.Pool(), url: url}
 }
 
