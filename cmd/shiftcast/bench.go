@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -48,22 +49,46 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	return fmt.Errorf("%w: unknown bench mode %q (want query, events, deliveries or receiver)", errUsage, args[0])
 }
 
-func runBenchReceiver(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	var listen, secret string
-	fs := newFlagSet("bench receiver", "Run the benchmarks' webhook receiver until SIGINT/SIGTERM, then print the requests it got.", stdout)
-	fs.StringVar(&listen, "listen", bench.DefaultListen, "address of the webhook receiver (serve's --webhook-url must point at it)")
-	fs.StringVar(&secret, "webhook-secret", getenv("WEBHOOK_SECRET"), "serve's Standard Webhooks secret, whsec_ + base64 (env WEBHOOK_SECRET)")
-	if help, err := parse(fs, args); help || err != nil {
-		return err
-	}
+// receiverFlags registers --listen and --webhook-secret for a mode that
+// runs serve's webhook receiver.
+func receiverFlags(fs *flag.FlagSet, listen, secret *string, getenv func(string) string) {
+	fs.StringVar(listen, "listen", bench.DefaultListen, "address of the webhook receiver (serve's --webhook-url must point at it)")
+	fs.StringVar(secret, "webhook-secret", getenv("WEBHOOK_SECRET"), "serve's Standard Webhooks secret, whsec_ + base64 (env WEBHOOK_SECRET)")
+}
+
+// needSecret refuses a receiver without serve's secret.
+func needSecret(secret string) error {
 	if secret == "" {
 		return fmt.Errorf("%w: --webhook-secret is required (serve's secret)", errUsage)
 	}
+	return nil
+}
+
+// startReceiver runs a webhook receiver checking secret's signatures on
+// addr until stop is called.
+func startReceiver(ctx context.Context, addr, secret string) (*bench.Receiver, func(context.Context) error, error) {
 	rc, err := bench.NewReceiver(secret)
 	if err != nil {
-		return fmt.Errorf("%w: --webhook-secret: %w", errUsage, err)
+		return nil, nil, fmt.Errorf("%w: --webhook-secret: %w", errUsage, err)
 	}
-	stop, err := rc.Listen(ctx, listen)
+	stop, err := rc.Listen(ctx, addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	return rc, stop, nil
+}
+
+func runBenchReceiver(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	var listen, secret string
+	fs := newFlagSet("bench receiver", "Run the benchmarks' webhook receiver until SIGINT/SIGTERM, then print the requests it got.", stdout)
+	receiverFlags(fs, &listen, &secret, getenv)
+	if help, err := parse(fs, args); help || err != nil {
+		return err
+	}
+	if err := needSecret(secret); err != nil {
+		return err
+	}
+	rc, stop, err := startReceiver(ctx, listen, secret)
 	if err != nil {
 		return err
 	}
@@ -187,11 +212,7 @@ func runBenchEvents(ctx context.Context, args []string, getenv func(string) stri
 		cfg.Progress = os.Stderr
 	}
 	if listen != "" {
-		rc, err := bench.NewReceiver(secret)
-		if err != nil {
-			return fmt.Errorf("%w: --webhook-secret: %w", errUsage, err)
-		}
-		stop, err := rc.Listen(ctx, listen)
+		rc, stop, err := startReceiver(ctx, listen, secret)
 		if err != nil {
 			return err
 		}
@@ -225,8 +246,7 @@ func runBenchDeliveries(ctx context.Context, args []string, getenv func(string) 
 	)
 	fs := newFlagSet("bench deliveries", benchDeliveriesSummary, stdout)
 	c.register(fs, getenv)
-	fs.StringVar(&cfg.Listen, "listen", bench.DefaultListen, "address of the webhook receiver (serve's --webhook-url must point at it)")
-	fs.StringVar(&cfg.Secret, "webhook-secret", getenv("WEBHOOK_SECRET"), "serve's Standard Webhooks secret, whsec_ + base64 (env WEBHOOK_SECRET)")
+	receiverFlags(fs, &cfg.Listen, &cfg.Secret, getenv)
 	fs.IntVar(&cfg.Facilities, "facilities", bench.DefaultDeliveriesFacilities, "facilities that get a new shift of every profession")
 	fs.DurationVar(&cfg.Wait, "wait", bench.DefaultDeliveriesWait, "how long to wait for the expected notifications")
 	fs.DurationVar(&cfg.Linger, "linger", bench.DefaultDeliveriesLinger, "how long to keep counting (repeats) after the last expected one")
@@ -241,8 +261,8 @@ func runBenchDeliveries(ctx context.Context, args []string, getenv func(string) 
 		return err
 	}
 	cfg.NATSOptions = natsOpts
-	if cfg.Secret == "" {
-		return fmt.Errorf("%w: --webhook-secret is required (serve's secret)", errUsage)
+	if err := needSecret(cfg.Secret); err != nil {
+		return err
 	}
 	if !quiet {
 		cfg.Progress = os.Stderr
