@@ -423,14 +423,14 @@ func digestTx(ctx context.Context, tx pgx.Tx, ids []int64, now time.Time, k int,
 		out[id] = DigestResult{WorkerID: id, Err: domain.Errorf(domain.ENOTFOUND, "worker %d has no notification state", id)}
 	}
 	var (
-		stateIDs   = make([]int64, len(workers))
-		stateFacs  = make([]string, len(workers))
-		newIDs     []int64
-		newCounts  []int64
-		newBodies  [][]byte
-		newNIDs    []uuid.UUID
-		digests    = map[int64]domain.Digest{}
-		facilities []byte
+		stateIDs        = make([]int64, len(workers))
+		stateFacs       = make([]string, len(workers))
+		newIDs          []int64
+		newCounts       []int64
+		newBodies       [][]byte
+		notificationIDs []uuid.UUID
+		digests         = map[int64]domain.Digest{}
+		facilities      []byte
 	)
 	for i := range workers {
 		w := &workers[i]
@@ -454,7 +454,7 @@ func digestTx(ctx context.Context, tx pgx.Tx, ids []int64, now time.Time, k int,
 		if err != nil {
 			return nil, fmt.Errorf("notification id: %w", err)
 		}
-		newIDs, newCounts, newBodies, newNIDs = append(newIDs, w.ID), append(newCounts, int64(d.Count)), append(newBodies, body), append(newNIDs, nid)
+		newIDs, newCounts, newBodies, notificationIDs = append(newIDs, w.ID), append(newCounts, int64(d.Count)), append(newBodies, body), append(notificationIDs, nid)
 	}
 	if len(stateIDs) == 0 {
 		return out, nil
@@ -473,7 +473,7 @@ func digestTx(ctx context.Context, tx pgx.Tx, ids []int64, now time.Time, k int,
 			SELECT u.id, u.worker_id, u.count, u.shifts,
 			       CASE WHEN $4::bigint > 0 THEN now() + $4::bigint * interval '1 microsecond' END
 			FROM unnest($5::uuid[], $1::int[], $2::int[], $3::jsonb[]) AS u(id, worker_id, count, shifts)
-			RETURNING id::text, worker_id, created_at`, newIDs, newCounts, newBodies, lease.Microseconds(), newNIDs)
+			RETURNING id::text, worker_id, created_at`, newIDs, newCounts, newBodies, lease.Microseconds(), notificationIDs)
 	}
 	br = tx.SendBatch(ctx, b)
 	_, err = br.Exec()
