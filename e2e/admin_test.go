@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -62,5 +63,60 @@ func TestAdmin_PauseResume(t *testing.T) {
 
 	adminPost(t, a.url, token, "resume", "all")
 	e.expect(map[int64][]int64{1: {101, 102}, 2: {102}, 3: {103}})
+	e.checkNotifications()
+}
+
+// A backlog of digests coalesces: while a worker's notify job waits (here,
+// notifications paused), events of later windows that give the worker new
+// shifts add no job of their own, and the waiting job, once it runs,
+// announces everything in one notification. Without it, a sustained
+// overload would queue a job per worker and window, without bound.
+func TestBacklog_CoalescesIntoOneJobPerWorker(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	const token = "e2e-admin"
+	s := e.serve("--admin-token", token)
+	start := time.Now().Add(48 * time.Hour).UTC().Truncate(time.Hour)
+	var catalog [][]byte
+	for i := int64(1); i <= 3; i++ {
+		catalog = append(catalog,
+			line("document.created", fmt.Sprintf("coalesce-doc-%d", i), map[string]any{"id": i, "name": fmt.Sprintf("doc %d", i), "is_active": true}),
+			line("facility.created", fmt.Sprintf("coalesce-fac-%d", i), map[string]any{"id": i, "name": fmt.Sprintf("facility %d", i), "is_active": true}),
+			line("facility.requirement_added", fmt.Sprintf("coalesce-req-%d", i), map[string]any{"facility_id": i, "document_id": i}),
+			line("shift.created", fmt.Sprintf("coalesce-shift-%d", i), map[string]any{"id": 10 + i, "facility_id": i, "profession": "CNA",
+				"start": start.Add(time.Duration(i) * time.Hour), "end": start.Add(time.Duration(i+8) * time.Hour)}))
+	}
+	e.publish(catalog)
+	e.settle()
+
+	adminPost(t, s.url, token, "pause", "notifications")
+	steps := [][]byte{
+		line("worker.created", "coalesce-worker", map[string]any{"id": 1, "name": "w", "profession": "CNA", "is_active": true}),
+		line("worker.document_added", "coalesce-add-1", map[string]any{"worker_id": 1, "document_id": 1}),
+		line("worker.document_added", "coalesce-add-2", map[string]any{"worker_id": 1, "document_id": 2}),
+		line("worker.document_added", "coalesce-add-3", map[string]any{"worker_id": 1, "document_id": 3}),
+	}
+	for i, l := range steps {
+		if i > 0 {
+			time.Sleep(1200 * time.Millisecond) // the next digest window (serve runs 1s windows here)
+		}
+		e.publish([][]byte{l})
+		e.settleEvents()
+	}
+	// Windows are whole seconds of the epoch here.
+	require.Equal(t, int64(len(steps)), e.queryInt(`SELECT count(DISTINCT floor(extract(epoch FROM applied_at))) FROM shiftcast.applied_events
+		WHERE event_id = 'coalesce-worker' OR event_id LIKE 'coalesce-add-%'`), "each event in a window of its own")
+	require.Equal(t, int64(1), e.queryInt(`SELECT count(*) FROM river_job WHERE kind = 'shiftcast.notify' AND (args->>'worker_id')::int = 1`),
+		"one job for worker 1 across the four windows of its events")
+
+	adminPost(t, s.url, token, "resume", "all")
+	e.expect(map[int64][]int64{1: {11, 12, 13}})
+	var mine []int
+	for _, n := range e.hook.notifications() {
+		if n.WorkerID == 1 {
+			mine = append(mine, n.Count)
+		}
+	}
+	require.Equal(t, []int{3}, mine, "one notification with the three shifts")
 	e.checkNotifications()
 }

@@ -138,6 +138,8 @@ type Deliverer interface {
 // Store is what the jobs need from persistence.
 type Store interface {
 	MarkFanouts(ctx context.Context, tx pgx.Tx, window int64, fs []store.Fanout) error
+	ScheduleNotify(ctx context.Context, tx pgx.Tx, window int64, workerIDs []int64) ([]int64, error)
+	ClaimNotify(ctx context.Context, workerIDs, windows []int64) error
 	FanoutNotify(ctx context.Context, r store.FanoutRun) (int, error)
 	BuildDigests(ctx context.Context, workerIDs []int64, now time.Time, k int, lease time.Duration) ([]store.DigestResult, error)
 	HandOffDelivery(ctx context.Context, id string, enqueue func(ctx context.Context, tx pgx.Tx) error) (bool, error)
@@ -272,7 +274,7 @@ type Pipeline struct {
 	fanouts fanoutSet
 	// The digests and delivery records of the jobs running at once are
 	// built and written in batches (see package batch).
-	digests  *batch.Batcher[int64, store.DigestResult]
+	digests  *batch.Batcher[NotifyArgs, store.DigestResult]
 	marks    *batch.Batcher[store.ChannelDelivery, struct{}]
 	finishes *batch.Batcher[store.DeliveryOutcome, string]
 }
@@ -282,13 +284,22 @@ func New(pool *pgxpool.Pool, cfg Config) (*Pipeline, error) {
 	cfg.defaults()
 	p := &Pipeline{cfg: cfg, log: cfg.Logger}
 	limit, maxBatch := digestLimiter(cfg.DigestRate, cfg.DigestBatch)
-	p.digests = batch.New(maxBatch, 1, func(ctx context.Context, ids []int64) ([]store.DigestResult, error) {
+	p.digests = batch.New(maxBatch, 1, func(ctx context.Context, jobs []NotifyArgs) ([]store.DigestResult, error) {
 		if limit != nil {
 			// Waiting here lets the next batch grow meanwhile: bounded
 			// digests are also cheaper ones.
-			if err := limit.WaitN(ctx, len(ids)); err != nil {
+			if err := limit.WaitN(ctx, len(jobs)); err != nil {
 				return nil, fmt.Errorf("digest rate: %w", err)
 			}
+		}
+		ids, windows := make([]int64, len(jobs)), make([]int64, len(jobs))
+		for i, j := range jobs {
+			ids[i], windows[i] = j.WorkerID, j.Window
+		}
+		// Claimed before the digests read anything: news committed after
+		// the claim gets a job of its own (store.ScheduleNotify).
+		if err := cfg.Store.ClaimNotify(ctx, ids, windows); err != nil {
+			return nil, err
 		}
 		return cfg.Store.BuildDigests(ctx, ids, cfg.Now(), cfg.DigestSize, cfg.DeliveryLease)
 	})
@@ -389,8 +400,14 @@ func (p *Pipeline) EnqueueFor(window int64) store.EnqueueFunc {
 		// profession): a unique insert meeting an uncommitted one waits for
 		// it, and two batches inserting the same jobs in opposite orders
 		// deadlocked, costing both a second (deadlock_timeout).
-		for _, w := range slices.Sorted(slices.Values(eff.NotifyWorkers)) {
-			params = append(params, river.InsertManyParams{Args: NotifyArgs{WorkerID: w, Window: window}, InsertOpts: opts})
+		if len(eff.NotifyWorkers) > 0 {
+			workers, err := p.cfg.Store.ScheduleNotify(ctx, tx, window, slices.Sorted(slices.Values(eff.NotifyWorkers)))
+			if err != nil {
+				return err
+			}
+			for _, w := range workers {
+				params = append(params, river.InsertManyParams{Args: NotifyArgs{WorkerID: w, Window: window}, InsertOpts: opts})
+			}
 		}
 		var (
 			marks []store.Fanout
@@ -574,7 +591,7 @@ type notifyWorker struct {
 }
 
 func (w *notifyWorker) Work(ctx context.Context, job *river.Job[NotifyArgs]) error {
-	res, err := w.p.digests.Do(ctx, job.Args.WorkerID)
+	res, err := w.p.digests.Do(ctx, job.Args)
 	if err != nil {
 		return err
 	}

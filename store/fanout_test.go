@@ -37,6 +37,17 @@ func (p *pipe) fanout(t *testing.T, window int64, extra ...int64) []int64 {
 	})
 }
 
+// building records that the notify jobs of workers for window start to
+// build, as a digest batch does before reading.
+func (p *pipe) building(t *testing.T, window int64, workers ...int64) {
+	t.Helper()
+	windows := make([]int64, len(workers))
+	for i := range windows {
+		windows[i] = window
+	}
+	require.NoError(t, p.st.ClaimNotify(bg, workers, windows))
+}
+
 func failEnqueue(context.Context, pgx.Tx, []int64) error { return context.Canceled }
 
 // handed runs call with an enqueue that records what it is handed, inside
@@ -74,11 +85,14 @@ func TestFanoutNotify_SchedulesEachWorkerOncePerWindow(t *testing.T) {
 	require.Equal(t, []int64{1}, p.fanout(t, 100, 2))
 	require.Equal(t, []int64{2}, p.fanout(t, 100, 1), "worker 1 already has window 100's job")
 	require.Nil(t, p.fanout(t, 100, 1))
-	require.Equal(t, []int64{1, 2}, p.fanout(t, 101, 1), "a new window schedules everyone again")
+	require.Nil(t, p.fanout(t, 101, 1), "window 100's jobs have not started: they will cover window 101 too")
+	p.building(t, 100, 1, 2)
+	require.Equal(t, []int64{1, 2}, p.fanout(t, 101, 1), "their jobs started: a new window schedules everyone again")
 	require.Nil(t, p.fanout(t, 100, 1), "a late fan-out of an older window: the newer job covers it")
 	require.Nil(t, p.fanout(t, 103, 3), "a facility nobody qualifies for")
 
 	// A failing enqueue rolls the marks back: the retry schedules them.
+	p.building(t, 101, 1, 2)
 	_, err := p.st.FanoutNotify(bg, store.FanoutRun{Profession: domain.CNA, Window: 102, Extra: []int64{1}, Enqueue: failEnqueue})
 	require.Error(t, err)
 	require.Equal(t, []int64{1, 2}, p.fanout(t, 102, 1))
@@ -105,6 +119,7 @@ func TestFanoutNotify_TakesEveryMarkOfItsProfession(t *testing.T) {
 
 	require.Equal(t, []int64{1, 5, 6}, p.fanout(t, 200), "facility 2 (document 1) and facility 3 (document 2), in one pass")
 	require.Nil(t, p.fanout(t, 200), "the window's other fan-outs find their marks taken")
+	p.building(t, 200, 1, 5, 6)
 	require.Equal(t, []int64{1, 2, 5, 6}, p.fanout(t, 201), "the later window's mark, facility 1: everyone active")
 
 	var got []int64

@@ -95,9 +95,11 @@ type FanoutRun struct {
 // take open shifts of r.Profession at the facilities marked for it (by
 // MarkFanouts, for that window or an earlier one), plus r.Extra. It reads
 // the marks and the workers once, then schedules the workers in chunks of
-// r.Chunk, a transaction each: the workers not yet marked in
-// shiftcast.notify_scheduled for the window (or a later one) are marked and
-// handed to r.Enqueue to insert their notify jobs. The marks it read are
+// r.Chunk, a transaction each: the workers that need a job for the window
+// (see ScheduleNotify: not those already scheduled for it or a later one,
+// nor those whose newest job has yet to start building) are marked in
+// shiftcast.notify_scheduled and handed to r.Enqueue to insert their notify
+// jobs. The marks it read are
 // deleted last, so a run that fails or is killed half-way leaves them to
 // its retry, which finds the workers already scheduled marked and skips
 // them: each worker's job is inserted once per window. It returns how many
@@ -141,23 +143,10 @@ func (s *Store) FanoutNotify(ctx context.Context, r FanoutRun) (int, error) {
 		ids := workers[start:min(start+chunk, len(workers))]
 		var got []int64
 		err := s.asyncTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
-			// In id order, so that two fan-outs of one profession (an
-			// earlier version's, a rescued one's) do not deadlock on each
-			// other's workers. A worker already at this window (or a later
-			// one) is left alone and not returned.
-			rows, err := tx.Query(ctx, `
-				INSERT INTO shiftcast.notify_scheduled AS ns (worker_id, notify_window)
-				SELECT id, $2 FROM unnest($1::int[]) AS u(id) ORDER BY id
-				ON CONFLICT (worker_id) DO UPDATE SET notify_window = EXCLUDED.notify_window
-				WHERE ns.notify_window < EXCLUDED.notify_window
-				RETURNING ns.worker_id`, ids, r.Window)
-			if err != nil {
+			var err error
+			if got, err = scheduleNotify(ctx, tx, r.Window, ids); err != nil || len(got) == 0 {
 				return err
 			}
-			if got, err = pgx.CollectRows(rows, pgx.RowTo[int64]); err != nil || len(got) == 0 {
-				return err
-			}
-			slices.Sort(got)
 			return r.Enqueue(ctx, tx, got)
 		})
 		if err != nil {
@@ -183,6 +172,84 @@ func (s *Store) FanoutNotify(ctx context.Context, r FanoutRun) (int, error) {
 		}
 	}
 	return scheduled, nil
+}
+
+// PendingWindows is how many windows a worker's notify job may wait to
+// start building (see ScheduleNotify) before a later window schedules the
+// worker again regardless, in case that job is lost (cancelled or deleted
+// by hand): a lost job delays a worker's news by at most this many windows.
+const PendingWindows = 10
+
+// scheduleNotifySQL marks workers $1 as scheduled for window $2 and returns
+// those that need a notify job for it: not those already scheduled for it
+// or a later window, nor those whose newest job has not started building
+// (built_window, see ClaimNotify) and is at most $3 windows older. Rows
+// are taken in id order, so that transactions scheduling overlapping
+// workers (fan-out chunks, events) do not deadlock.
+const scheduleNotifySQL = `
+	INSERT INTO shiftcast.notify_scheduled AS ns (worker_id, notify_window)
+	SELECT id, $2 FROM unnest($1::int[]) AS u(id) ORDER BY id
+	ON CONFLICT (worker_id) DO UPDATE SET notify_window = EXCLUDED.notify_window
+	WHERE ns.notify_window < EXCLUDED.notify_window
+	  AND (ns.built_window >= ns.notify_window OR ns.notify_window < EXCLUDED.notify_window - $3)
+	RETURNING ns.worker_id`
+
+// ScheduleNotify marks workerIDs as scheduled for window in tx and returns,
+// in id order, those that need a notify job inserted (in tx as well): not
+// those already scheduled for window or a later one, nor those whose
+// newest job has not started to build, unless it is more than
+// PendingWindows older. Such a job builds its digest from the state it
+// finds when it starts, after tx commits (ClaimNotify waits for tx's lock
+// on the worker's row), so it announces what tx makes new as well: a
+// backlog of digests coalesces into one job per worker.
+func (s *Store) ScheduleNotify(ctx context.Context, tx pgx.Tx, window int64, workerIDs []int64) ([]int64, error) {
+	got, err := scheduleNotify(ctx, tx, window, workerIDs)
+	if err != nil {
+		return nil, fmt.Errorf("schedule notify jobs for window %d: %w", window, err)
+	}
+	return got, nil
+}
+
+func scheduleNotify(ctx context.Context, tx pgx.Tx, window int64, workerIDs []int64) ([]int64, error) {
+	rows, err := tx.Query(ctx, scheduleNotifySQL, workerIDs, window, int64(PendingWindows))
+	if err != nil {
+		return nil, err
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	slices.Sort(got)
+	return got, err
+}
+
+// ClaimNotify records that the notify jobs of workerIDs[i] for windows[i]
+// start to build, in a transaction of its own that the caller commits
+// before reading anything for the digests: from then on, scheduling one of
+// these workers (ScheduleNotify) inserts a new job rather than counting on
+// this one, which may have read the state before the scheduler's change.
+// A scheduler that took a worker's row first holds it until its commit,
+// and ClaimNotify waits for it, so the digest's reads come after that
+// commit. A crash after ClaimNotify and before the digest leaves the job
+// to River's retry.
+func (s *Store) ClaimNotify(ctx context.Context, workerIDs, windows []int64) error {
+	// Asynchronous: whatever commits after it and depends on it (a
+	// scheduler's job, the digest) flushes the WAL past it.
+	err := s.asyncTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `
+		WITH u AS (
+			SELECT worker_id, max(notify_window) AS notify_window
+			FROM unnest($1::int[], $2::bigint[]) AS u(worker_id, notify_window)
+			GROUP BY worker_id
+		), c AS (
+			SELECT ns.worker_id, u.notify_window
+			FROM u JOIN shiftcast.notify_scheduled ns ON ns.worker_id = u.worker_id
+			WHERE ns.built_window IS NULL OR ns.built_window < u.notify_window
+			ORDER BY ns.worker_id
+			FOR UPDATE OF ns
+		)
+		UPDATE shiftcast.notify_scheduled ns SET built_window = c.notify_window
+		FROM c WHERE ns.worker_id = c.worker_id`, workerIDs, windows)
+		return err
+	})
+	return classify("claim notify jobs", err)
 }
 
 // DigestResult is one worker's outcome in BuildDigests: the notification
