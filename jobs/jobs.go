@@ -140,6 +140,8 @@ type Store interface {
 	MarkFanouts(ctx context.Context, tx pgx.Tx, window int64, fs []store.Fanout) error
 	ScheduleNotify(ctx context.Context, tx pgx.Tx, window int64, workerIDs []int64) ([]int64, error)
 	ClaimNotify(ctx context.Context, workerIDs, windows []int64) error
+	LostSchedules(ctx context.Context, window int64, limit int, enqueue func(ctx context.Context, tx pgx.Tx, workerIDs []int64) error) (int, error)
+	RenumberWindows(ctx context.Context, window int64) (int64, error)
 	FanoutNotify(ctx context.Context, r store.FanoutRun) (int, error)
 	BuildDigests(ctx context.Context, workerIDs []int64, now time.Time, k int, lease time.Duration) ([]store.DigestResult, error)
 	HandOffDelivery(ctx context.Context, id string, enqueue func(ctx context.Context, tx pgx.Tx) error) (bool, error)
@@ -518,19 +520,9 @@ const fanoutChunk = 500
 
 func (w *fanoutWorker) Work(ctx context.Context, job *river.Job[FanoutArgs]) error {
 	a := job.Args
-	opts := w.p.scheduleAt(w.p.runAt(a.Window))
 	run := store.FanoutRun{
 		Profession: domain.Profession(a.Profession), Window: a.Window, Chunk: fanoutChunk,
-		Enqueue: func(ctx context.Context, tx pgx.Tx, ids []int64) error {
-			params := make([]river.InsertManyParams, len(ids))
-			for i, id := range ids {
-				params[i] = river.InsertManyParams{Args: NotifyArgs{WorkerID: id, Window: a.Window}, InsertOpts: opts}
-			}
-			if _, err := w.p.client.InsertManyTx(ctx, tx, params); err != nil {
-				return fmt.Errorf("insert notify jobs: %w", err)
-			}
-			return nil
-		},
+		Enqueue: w.p.notifyJobs(a.Window),
 	}
 	if !a.Marked {
 		run.Extra = []int64{a.FacilityID}
@@ -766,5 +758,45 @@ func (w *sweepWorker) Work(ctx context.Context, job *river.Job[SweepArgs]) error
 		w.p.log.Warn("notifications whose first delivery was cut short handed to deliver jobs",
 			zap.Int64("job_id", job.ID), zap.Int("notifications", total))
 	}
+	window := w.p.Window(w.p.cfg.Now())
+	// After DIGEST_WINDOW was made longer (the sweep runs when River
+	// starts): see store.RenumberWindows.
+	if n, err := w.p.cfg.Store.RenumberWindows(ctx, window); err != nil {
+		return err
+	} else if n > 0 {
+		w.p.log.Warn("schedules and fan-out marks of a longer digest window's numbering moved to the present",
+			zap.Int64("job_id", job.ID), zap.Int64("window", window), zap.Int64("rows", n))
+	}
+	lost := 0
+	for {
+		n, err := w.p.cfg.Store.LostSchedules(ctx, window, sweepBatch, w.p.notifyJobs(window))
+		if err != nil {
+			return err
+		}
+		lost += n
+		if n < sweepBatch {
+			break
+		}
+	}
+	if lost > 0 {
+		w.p.log.Warn("workers whose notify job never started scheduled again",
+			zap.Int64("job_id", job.ID), zap.Int64("window", window), zap.Int("workers", lost))
+	}
 	return nil
+}
+
+// notifyJobs returns an enqueue inserting the notify jobs of window for
+// the workers given, in the caller's transaction.
+func (p *Pipeline) notifyJobs(window int64) func(ctx context.Context, tx pgx.Tx, workerIDs []int64) error {
+	opts := p.scheduleAt(p.runAt(window))
+	return func(ctx context.Context, tx pgx.Tx, workerIDs []int64) error {
+		params := make([]river.InsertManyParams, len(workerIDs))
+		for i, id := range workerIDs {
+			params[i] = river.InsertManyParams{Args: NotifyArgs{WorkerID: id, Window: window}, InsertOpts: opts}
+		}
+		if _, err := p.client.InsertManyTx(ctx, tx, params); err != nil {
+			return fmt.Errorf("insert notify jobs: %w", err)
+		}
+		return nil
+	}
 }

@@ -1,12 +1,14 @@
 package store_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/shiftcast/shiftcast/domain"
 	"github.com/shiftcast/shiftcast/store"
 )
 
@@ -100,4 +102,79 @@ func TestClaimNotify_WaitsForSchedulerHoldingTheRow(t *testing.T) {
 		}
 	}
 	require.Equal(t, []int64{1, 2}, p.schedule(t, 7, 1, 2), "both claimed for window 6")
+}
+
+// A job that never starts (lost) does not hold its worker's news forever:
+// once it has waited more than PendingWindows, LostSchedules moves the
+// worker to the current window and enqueues a job for it, and the next
+// windows coalesce into that one.
+func TestLostSchedules_ReschedulesJobsThatNeverStarted(t *testing.T) {
+	t.Parallel()
+	p := newPipe(t)
+	require.Equal(t, []int64{1, 2, 3}, p.schedule(t, 5, 1, 2, 3, 3), "a repeated worker is scheduled once")
+	p.building(t, 5, 2)
+
+	lost := func(window int64, limit int) []int64 {
+		t.Helper()
+		var got []int64
+		n, err := p.st.LostSchedules(bg, window, limit, func(_ context.Context, tx pgx.Tx, ids []int64) error {
+			require.NotNil(t, tx)
+			got = append(got, ids...)
+			return nil
+		})
+		require.NoError(t, err)
+		require.Len(t, got, n)
+		return got
+	}
+	require.Empty(t, lost(5+store.PendingWindows, 10), "not yet presumed lost")
+	require.Equal(t, []int64{1}, lost(5+store.PendingWindows+1, 1), "a batch at a time, in id order")
+	require.Equal(t, []int64{3}, lost(5+store.PendingWindows+1, 10), "worker 2's job started; worker 1 is done")
+	require.Empty(t, lost(5+store.PendingWindows+1, 10))
+	require.Empty(t, p.schedule(t, 5+store.PendingWindows+2, 1, 3), "the new jobs have not started: they cover later windows")
+	require.Equal(t, []int64{2}, p.schedule(t, 5+store.PendingWindows+2, 2))
+
+	// A failing enqueue leaves the rows as they were, for the next sweep.
+	_, err := p.st.LostSchedules(bg, 100, 10, func(context.Context, pgx.Tx, []int64) error { return context.Canceled })
+	require.Error(t, err)
+	require.Equal(t, []int64{1, 2, 3}, lost(100, 10), "all three jobs since never started")
+}
+
+// Resetting the pipeline's state keeps the workers' schedules (River's
+// jobs outlive the reset) but counts their jobs as started, so the next
+// window schedules its own rather than coalescing into jobs that ran.
+func TestResetPipelineState_SchedulesCountAsStarted(t *testing.T) {
+	t.Parallel()
+	p := newPipe(t)
+	require.Equal(t, []int64{1, 2}, p.schedule(t, 5, 1, 2))
+	require.Empty(t, p.schedule(t, 6, 1, 2))
+	require.NoError(t, p.st.ResetPipelineState(bg))
+	require.Empty(t, p.schedule(t, 5, 1, 2), "window 5 is scheduled already")
+	require.Equal(t, []int64{1, 2}, p.schedule(t, 6, 1, 2))
+}
+
+// After DIGEST_WINDOW is made longer, window numbers restart lower: the
+// schedules and fan-out marks numbered with the shorter window would look
+// years ahead, keeping their workers from ever being scheduled again.
+// RenumberWindows brings them back, and the present window works as usual.
+func TestRenumberWindows_AfterALongerWindow(t *testing.T) {
+	t.Parallel()
+	p := fanoutWorld(t)
+	const old, now = 2000, 1000 // the same instant, numbered with a window half as long
+	require.Equal(t, []int64{1, 2}, p.schedule(t, old, 1, 2))
+	p.building(t, old, 2)
+	p.mark(t, old, store.Fanout{FacilityID: 1, Profession: domain.CNA})
+	p.mark(t, now+1, store.Fanout{FacilityID: 2, Profession: domain.CNA}) // a clock a window ahead
+	require.Empty(t, p.schedule(t, now, 1, 2), "numbered ahead: nobody would be scheduled")
+
+	n, err := p.st.RenumberWindows(bg, now)
+	require.NoError(t, err)
+	require.Equal(t, int64(3), n, "two schedules and one mark")
+	require.Equal(t, []int64{1, 2}, p.fanout(t, now), "facility 1's mark is now the present window's")
+	require.Empty(t, p.schedule(t, now, 1, 2))
+	p.building(t, now, 1, 2)
+	require.Equal(t, []int64{1}, p.fanout(t, now+1), "the mark a window ahead was left alone")
+
+	n, err = p.st.RenumberWindows(bg, now+1)
+	require.NoError(t, err)
+	require.Zero(t, n, "nothing ahead any more")
 }

@@ -175,9 +175,10 @@ func (s *Store) FanoutNotify(ctx context.Context, r FanoutRun) (int, error) {
 }
 
 // PendingWindows is how many windows a worker's notify job may wait to
-// start building (see ScheduleNotify) before a later window schedules the
-// worker again regardless, in case that job is lost (cancelled or deleted
-// by hand): a lost job delays a worker's news by at most this many windows.
+// start building (see ScheduleNotify) before it is presumed lost (cancelled,
+// discarded, deleted by hand) and the worker is scheduled again: by the
+// next scheduler of the worker, or by LostSchedules, which the sweep job
+// runs, so a lost job delays a worker's news by about this many windows.
 const PendingWindows = 10
 
 // scheduleNotifySQL marks workers $1 as scheduled for window $2 and returns
@@ -188,7 +189,7 @@ const PendingWindows = 10
 // workers (fan-out chunks, events) do not deadlock.
 const scheduleNotifySQL = `
 	INSERT INTO shiftcast.notify_scheduled AS ns (worker_id, notify_window)
-	SELECT id, $2 FROM unnest($1::int[]) AS u(id) ORDER BY id
+	SELECT DISTINCT id, $2::bigint FROM unnest($1::int[]) AS u(id) ORDER BY id
 	ON CONFLICT (worker_id) DO UPDATE SET notify_window = EXCLUDED.notify_window
 	WHERE ns.notify_window < EXCLUDED.notify_window
 	  AND (ns.built_window >= ns.notify_window OR ns.notify_window < EXCLUDED.notify_window - $3)
@@ -218,6 +219,77 @@ func scheduleNotify(ctx context.Context, tx pgx.Tx, window int64, workerIDs []in
 	got, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 	slices.Sort(got)
 	return got, err
+}
+
+// LostSchedules reschedules for window, at most limit at a time, the
+// workers whose newest notify job has waited more than PendingWindows
+// windows without starting to build: presumed lost (cancelled, discarded
+// after its attempts, deleted by hand), it may hold news that later
+// windows coalesced into it, so without this they would wait for the
+// worker's next news. Their rows move to window and enqueue inserts their
+// jobs, in the same transaction. A job that was only late (a backlog that
+// long) builds as well; the second finds nothing new. It returns how many
+// workers it rescheduled.
+func (s *Store) LostSchedules(ctx context.Context, window int64, limit int, enqueue func(ctx context.Context, tx pgx.Tx, workerIDs []int64) error) (int, error) {
+	var ids []int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `
+			UPDATE shiftcast.notify_scheduled ns SET notify_window = $1
+			FROM (
+				SELECT worker_id FROM shiftcast.notify_scheduled
+				WHERE (built_window IS NULL OR built_window < notify_window) AND notify_window < $1::bigint - $2::bigint
+				ORDER BY worker_id
+				LIMIT $3
+				FOR UPDATE SKIP LOCKED
+			) l
+			WHERE ns.worker_id = l.worker_id
+			RETURNING ns.worker_id`, window, int64(PendingWindows), limit)
+		if err != nil {
+			return err
+		}
+		if ids, err = pgx.CollectRows(rows, pgx.RowTo[int64]); err != nil || len(ids) == 0 {
+			return err
+		}
+		slices.Sort(ids)
+		return enqueue(ctx, tx, ids)
+	})
+	if err != nil {
+		return 0, classify("reschedule lost notify jobs", err)
+	}
+	return len(ids), nil
+}
+
+// RenumberWindows moves the workers' schedules and the fan-out marks that
+// are numbered for windows after window+1 back to the present: window
+// numbers count DIGEST_WINDOWs since the epoch, so after the window is
+// made longer every number already stored is far in the future, and would
+// keep its worker from being scheduled again, or its mark from being
+// expanded, for years. Schedules go to window-1, counted as started, so
+// window schedules its own jobs; marks go to window. A clock up to one
+// window ahead on another instance is left alone. It returns the rows
+// moved.
+func (s *Store) RenumberWindows(ctx context.Context, window int64) (int64, error) {
+	var n int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `
+			UPDATE shiftcast.notify_scheduled SET notify_window = $1::bigint - 1, built_window = $1::bigint - 1
+			WHERE notify_window > $1::bigint + 1`, window)
+		if err != nil {
+			return err
+		}
+		n = tag.RowsAffected()
+		tag, err = tx.Exec(ctx, `
+			WITH moved AS (
+				DELETE FROM shiftcast.fanout_marks WHERE notify_window > $1::bigint + 1
+				RETURNING profession, facility_id
+			)
+			INSERT INTO shiftcast.fanout_marks (profession, notify_window, facility_id)
+			SELECT DISTINCT profession, $1::bigint, facility_id FROM moved
+			ON CONFLICT DO NOTHING`, window)
+		n += tag.RowsAffected()
+		return err
+	})
+	return n, classify("renumber digest windows", err)
 }
 
 // ClaimNotify records that the notify jobs of workerIDs[i] for windows[i]
@@ -1064,7 +1136,11 @@ const baselineSQL = `
 func (s *Store) ResetPipelineState(ctx context.Context) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `
-			TRUNCATE shiftcast.applied_events, shiftcast.entity_positions, shiftcast.shift_openings, shiftcast.notify_scheduled, shiftcast.fanout_marks, shiftcast.worker_resets, shiftcast.notifications;
+			TRUNCATE shiftcast.applied_events, shiftcast.entity_positions, shiftcast.shift_openings, shiftcast.fanout_marks, shiftcast.worker_resets, shiftcast.notifications;
+			-- River's jobs outlive the reset: a worker's scheduled job counts
+			-- as started, so that the next window schedules a job of its own.
+			UPDATE shiftcast.notify_scheduled SET built_window = notify_window
+			WHERE built_window IS NULL OR built_window < notify_window;
 			UPDATE shiftcast.monthly_stats SET notifications = 0 WHERE notifications <> 0;
 			DELETE FROM shiftcast.worker_notify_state ns WHERE NOT EXISTS (SELECT 1 FROM "Worker" w WHERE w.id = ns.worker_id);
 			INSERT INTO shiftcast.worker_notify_state (worker_id, facilities, snapshot, notified_at)

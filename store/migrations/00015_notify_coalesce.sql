@@ -10,6 +10,10 @@
 
 -- +goose Up
 ALTER TABLE shiftcast.notify_scheduled ADD COLUMN built_window BIGINT;
+-- Jobs scheduled before this migration count as started: one that has not
+-- run yet gets a companion from the next window, as before, rather than
+-- being relied upon for news it may already have missed.
+UPDATE shiftcast.notify_scheduled SET built_window = notify_window;
 
 -- +goose Down
 ALTER TABLE shiftcast.notify_scheduled DROP COLUMN built_window;
