@@ -75,7 +75,9 @@ func TestBacklog_CoalescesIntoOneJobPerWorker(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
 	const token = "e2e-admin"
-	s := e.serve("--admin-token", token)
+	// 2 s windows: the four windows below stay well inside the ten after
+	// which a waiting job is presumed lost and its worker rescheduled.
+	s := e.serve("--admin-token", token, "--digest-window", "2s")
 	start := time.Now().Add(48 * time.Hour).UTC().Truncate(time.Hour)
 	var catalog [][]byte
 	for i := int64(1); i <= 3; i++ {
@@ -98,13 +100,13 @@ func TestBacklog_CoalescesIntoOneJobPerWorker(t *testing.T) {
 	}
 	for i, l := range steps {
 		if i > 0 {
-			time.Sleep(1200 * time.Millisecond) // the next digest window (serve runs 1s windows here)
+			time.Sleep(2200 * time.Millisecond) // the next digest window
 		}
 		e.publish([][]byte{l})
 		e.settleEvents()
 	}
-	// Windows are whole seconds of the epoch here.
-	require.Equal(t, int64(len(steps)), e.queryInt(`SELECT count(DISTINCT floor(extract(epoch FROM applied_at))) FROM shiftcast.applied_events
+	// Windows are whole 2 s periods of the epoch.
+	require.Equal(t, int64(len(steps)), e.queryInt(`SELECT count(DISTINCT floor(extract(epoch FROM applied_at) / 2)) FROM shiftcast.applied_events
 		WHERE event_id = 'coalesce-worker' OR event_id LIKE 'coalesce-add-%'`), "each event in a window of its own")
 	require.Equal(t, int64(1), e.queryInt(`SELECT count(*) FROM river_job WHERE kind = 'shiftcast.notify' AND (args->>'worker_id')::int = 1`),
 		"one job for worker 1 across the four windows of its events")
