@@ -85,9 +85,16 @@ type NotifyArgs struct {
 // Kind implements river.JobArgs.
 func (NotifyArgs) Kind() string { return "shiftcast.notify" }
 
-// InsertOpts makes one notify job per (worker, window).
+// InsertOpts makes one notify job per (worker, window) while it waits or
+// runs. Once completed it no longer counts as a duplicate: the workers'
+// schedules (store.ScheduleNotify) already insert a worker's job once per
+// window, and River's scheduler compares every job it moves against all
+// the jobs that count, so keeping the completed ones among them (an hour
+// of them, tens of thousands a window) had it run for seconds, once for
+// 30 s, holding the rows that event transactions then waited for
+// (PERFORMANCE.md, seventh session).
 func (NotifyArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: QueueNotify, UniqueOpts: river.UniqueOpts{ByArgs: true}}
+	return river.InsertOpts{Queue: QueueNotify, UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: inFlight()}}
 }
 
 // DeliverArgs delivers one notification on every configured channel.
@@ -123,10 +130,16 @@ func (PruneArgs) InsertOpts() river.InsertOpts { return maintenanceOpts() }
 // maintenanceOpts puts a periodic job on the maintenance queue, unique while
 // it waits or runs, so a slow run never piles up copies behind it.
 func maintenanceOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: QueueMaint, UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
+	return river.InsertOpts{Queue: QueueMaint, UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: inFlight()}}
+}
+
+// inFlight is the unique states of a job that is a duplicate only while it
+// waits or runs: River's defaults without the finalized states.
+func inFlight() []rivertype.JobState {
+	return []rivertype.JobState{
 		rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
 		rivertype.JobStateRetryable, rivertype.JobStateScheduled,
-	}}}
+	}
 }
 
 // Deliverer sends a notification on one channel. Implementations must be

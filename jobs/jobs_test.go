@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/time/rate"
 )
@@ -122,4 +123,21 @@ func TestPipeline_FanoutPause(t *testing.T) {
 
 	busy.Store(true)
 	require.Error(t, pause(ctx, fanoutChunk, 10000), "events being applied: paced, a wait longer than the context allows")
+}
+
+// A notify job is unique only while it waits or runs: the states River
+// requires, and neither completed nor another finalized state, so that
+// completed jobs stay out of River's unique index and its scheduler's
+// comparisons.
+func TestNotifyArgs_InsertOpts(t *testing.T) {
+	t.Parallel()
+	opts := NotifyArgs{}.InsertOpts()
+	require.Equal(t, QueueNotify, opts.Queue)
+	require.True(t, opts.UniqueOpts.ByArgs)
+	for _, st := range []rivertype.JobState{rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning, rivertype.JobStateScheduled} {
+		require.Contains(t, opts.UniqueOpts.ByState, st, "River requires it")
+	}
+	for _, st := range []rivertype.JobState{rivertype.JobStateCompleted, rivertype.JobStateCancelled, rivertype.JobStateDiscarded} {
+		require.NotContains(t, opts.UniqueOpts.ByState, st)
+	}
 }
