@@ -336,9 +336,10 @@ func New(pool *pgxpool.Pool, cfg Config) (*Pipeline, error) {
 		RescueStuckJobsAfter: time.Minute,
 		// A notify job per worker with news per window is tens of millions
 		// of rows a day on a large workforce; River's default keeps
-		// completed jobs a day, and every fetch and unique insert works
-		// through them. A window's jobs are done minutes after it ends, and
-		// a notify job's uniqueness matters only until then.
+		// completed jobs a day, and its fetches and maintenance work
+		// through them. A window's jobs are done minutes after it ends
+		// (and, once done, no longer count for uniqueness: see
+		// NotifyArgs.InsertOpts).
 		CompletedJobRetentionPeriod: time.Hour,
 		FetchCooldown:               cfg.FetchCooldown,
 	}
@@ -420,9 +421,7 @@ func (p *Pipeline) EnqueueFor(window int64) store.EnqueueFunc {
 			if err != nil {
 				return err
 			}
-			for _, w := range workers {
-				params = append(params, river.InsertManyParams{Args: NotifyArgs{WorkerID: w, Window: window}, InsertOpts: opts})
-			}
+			params = notifyParams(params, window, workers, opts)
 		}
 		var (
 			marks []store.Fanout
@@ -748,9 +747,8 @@ type sweepWorker struct {
 const sweepBatch = 1000
 
 func (w *sweepWorker) Work(ctx context.Context, job *river.Job[SweepArgs]) error {
-	total := 0
-	for {
-		n, err := w.p.cfg.Store.ExpiredLeases(ctx, sweepBatch, func(ctx context.Context, tx pgx.Tx, ids []string) error {
+	total, err := sweepAll(func() (int, error) {
+		return w.p.cfg.Store.ExpiredLeases(ctx, sweepBatch, func(ctx context.Context, tx pgx.Tx, ids []string) error {
 			params := make([]river.InsertManyParams, len(ids))
 			for i, id := range ids {
 				params[i] = river.InsertManyParams{Args: DeliverArgs{NotificationID: id},
@@ -759,13 +757,9 @@ func (w *sweepWorker) Work(ctx context.Context, job *river.Job[SweepArgs]) error
 			_, err := w.p.client.InsertManyTx(ctx, tx, params)
 			return err
 		})
-		if err != nil {
-			return err
-		}
-		total += n
-		if n < sweepBatch {
-			break
-		}
+	})
+	if err != nil {
+		return err
 	}
 	if total > 0 {
 		w.p.log.Warn("notifications whose first delivery was cut short handed to deliver jobs",
@@ -780,16 +774,11 @@ func (w *sweepWorker) Work(ctx context.Context, job *river.Job[SweepArgs]) error
 		w.p.log.Warn("schedules and fan-out marks of a longer digest window's numbering moved to the present",
 			zap.Int64("job_id", job.ID), zap.Int64("window", window), zap.Int64("rows", n))
 	}
-	lost := 0
-	for {
-		n, err := w.p.cfg.Store.LostSchedules(ctx, window, sweepBatch, w.p.notifyJobs(window))
-		if err != nil {
-			return err
-		}
-		lost += n
-		if n < sweepBatch {
-			break
-		}
+	lost, err := sweepAll(func() (int, error) {
+		return w.p.cfg.Store.LostSchedules(ctx, window, sweepBatch, w.p.notifyJobs(window))
+	})
+	if err != nil {
+		return err
 	}
 	if lost > 0 {
 		w.p.log.Warn("workers whose notify job never started scheduled again",
@@ -798,18 +787,36 @@ func (w *sweepWorker) Work(ctx context.Context, job *river.Job[SweepArgs]) error
 	return nil
 }
 
+// sweepAll runs step, which handles at most sweepBatch items in a
+// transaction, until a step finds fewer, and returns how many were handled.
+func sweepAll(step func() (int, error)) (int, error) {
+	total := 0
+	for {
+		n, err := step()
+		total += n
+		if err != nil || n < sweepBatch {
+			return total, err
+		}
+	}
+}
+
 // notifyJobs returns an enqueue inserting the notify jobs of window for
 // the workers given, in the caller's transaction.
 func (p *Pipeline) notifyJobs(window int64) func(ctx context.Context, tx pgx.Tx, workerIDs []int64) error {
 	opts := p.scheduleAt(p.runAt(window))
 	return func(ctx context.Context, tx pgx.Tx, workerIDs []int64) error {
-		params := make([]river.InsertManyParams, len(workerIDs))
-		for i, id := range workerIDs {
-			params[i] = river.InsertManyParams{Args: NotifyArgs{WorkerID: id, Window: window}, InsertOpts: opts}
-		}
-		if _, err := p.client.InsertManyTx(ctx, tx, params); err != nil {
+		if _, err := p.client.InsertManyTx(ctx, tx, notifyParams(nil, window, workerIDs, opts)); err != nil {
 			return fmt.Errorf("insert notify jobs: %w", err)
 		}
 		return nil
 	}
+}
+
+// notifyParams appends to params the inserts of window's notify jobs for
+// workerIDs.
+func notifyParams(params []river.InsertManyParams, window int64, workerIDs []int64, opts *river.InsertOpts) []river.InsertManyParams {
+	for _, id := range workerIDs {
+		params = append(params, river.InsertManyParams{Args: NotifyArgs{WorkerID: id, Window: window}, InsertOpts: opts})
+	}
+	return params
 }
