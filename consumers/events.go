@@ -108,6 +108,11 @@ type EventsConfig struct {
 	Logger              *zap.Logger
 	// OnApplied, when set, observes every message's outcome (metrics, tests).
 	OnApplied func(typ, outcome string, elapsed time.Duration)
+	// OnWaited, when set, gets how long each event settled on its first
+	// delivery waited, from its storing in the stream to its commit: what
+	// the event path's users see, queueing included (admission.Governor).
+	// Redeliveries are left out, their wait being mostly their retry delay.
+	OnWaited func(waited time.Duration)
 }
 
 // applyLanes is how many transactions apply events at once: while one
@@ -286,6 +291,9 @@ func (c *EventConsumer) handle(msg jetstream.Msg) {
 		err = res.Err
 	}
 	if err == nil {
+		if c.cfg.OnWaited != nil && md.NumDelivered == 1 {
+			c.cfg.OnWaited(time.Since(md.Timestamp))
+		}
 		if aerr := msg.Ack(); aerr != nil {
 			// Committed but not acked: the redelivery is a duplicate and is
 			// recognized as one.

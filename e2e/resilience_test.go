@@ -275,5 +275,5 @@ func TestDigestRate_StillAnnouncesEverythingOnce(t *testing.T) {
 	e.publish(w.rest)
 	e.expect(w.want)
 	e.checkAppliedOnce(w.ids(t))
-	require.Empty(t, grepLog(p.logText(t), "digest rate"), "no batch failed waiting for the rate")
+	require.Empty(t, grepLog(p.logText(t), "digest admission"), "no batch failed waiting to be admitted")
 }

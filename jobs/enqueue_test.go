@@ -69,4 +69,11 @@ func TestPipeline_EnqueueFor(t *testing.T) {
 		WHERE kind = 'shiftcast.fanout' AND (args->>'window')::bigint = 1000 ORDER BY 1`))
 	require.Equal(t, []string{"7", "9"}, query(`
 		SELECT args->>'worker_id' FROM river_job WHERE kind = 'shiftcast.notify' ORDER BY 1`))
+	// Jobs for the window's end wait as available jobs not yet due, which
+	// River does not fetch early, rather than as scheduled ones, which its
+	// scheduler would have to move (dueWithoutScheduler).
+	require.Equal(t, []string{"shiftcast.fanout available 30031", "shiftcast.fanout available 30031",
+		"shiftcast.notify available 30031", "shiftcast.notify available 30031"}, query(`
+		SELECT kind || ' ' || state || ' ' || extract(epoch FROM scheduled_at)::bigint FROM river_job
+		WHERE (args->>'facility_id')::int IS DISTINCT FROM 3 ORDER BY 1`))
 }

@@ -200,11 +200,10 @@ type Config struct {
 	// fan-out inserts, however it is spread, so that a small one is not
 	// drawn out for nothing. 0 sets no floor.
 	FanoutRate float64
-	// DigestRate, when positive, bounds the digests this instance builds
-	// per second. A window's digests all come due at its end; bounded, they
-	// are spread over the next seconds instead of taking every core at
-	// once, and event application keeps its share of the machine.
-	DigestRate float64
+	// Digests, when set, admits each batch of digests before it is built
+	// (admission.Governor): digests are the elastic side of the machine's
+	// work, and give way to the events when both cannot have it.
+	Digests Gate
 	// MaxDeliveryAttempts bounds a notification's delivery attempts; after
 	// the last, it is marked failed. RetryBase is the first retry's delay,
 	// doubled per attempt up to RetryMax.
@@ -281,6 +280,12 @@ func (c *Config) defaults() {
 	}
 }
 
+// Gate admits elastic work: WaitN returns once n items may go, or ctx
+// ends.
+type Gate interface {
+	WaitN(ctx context.Context, n int) error
+}
+
 // Pipeline owns the River client and turns effects into jobs.
 type Pipeline struct {
 	cfg     Config
@@ -298,13 +303,12 @@ type Pipeline struct {
 func New(pool *pgxpool.Pool, cfg Config) (*Pipeline, error) {
 	cfg.defaults()
 	p := &Pipeline{cfg: cfg, log: cfg.Logger}
-	limit, maxBatch := digestLimiter(cfg.DigestRate, cfg.DigestBatch)
-	p.digests = batch.New(maxBatch, 1, func(ctx context.Context, jobs []NotifyArgs) ([]store.DigestResult, error) {
-		if limit != nil {
-			// Waiting here lets the next batch grow meanwhile: bounded
+	p.digests = batch.New(cfg.DigestBatch, 1, func(ctx context.Context, jobs []NotifyArgs) ([]store.DigestResult, error) {
+		if cfg.Digests != nil {
+			// Waiting here lets the next batch grow meanwhile: admitted
 			// digests are also cheaper ones.
-			if err := limit.WaitN(ctx, len(jobs)); err != nil {
-				return nil, fmt.Errorf("digest rate: %w", err)
+			if err := cfg.Digests.WaitN(ctx, len(jobs)); err != nil {
+				return nil, fmt.Errorf("digest admission: %w", err)
 			}
 		}
 		ids, windows := make([]int64, len(jobs)), make([]int64, len(jobs))
@@ -342,6 +346,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Pipeline, error) {
 		// NotifyArgs.InsertOpts).
 		CompletedJobRetentionPeriod: time.Hour,
 		FetchCooldown:               cfg.FetchCooldown,
+		Hooks:                       []rivertype.Hook{&dueWithoutScheduler{}},
 	}
 	if cfg.Work {
 		rc.Queues = map[string]river.QueueConfig{
@@ -367,15 +372,27 @@ func New(pool *pgxpool.Pool, cfg Config) (*Pipeline, error) {
 	return p, nil
 }
 
-// digestLimiter returns the limiter of DigestRate (nil for none) and the
-// largest digest batch: at most a second's worth, so that one batch never
-// waits for more than the limiter can ever hold.
-func digestLimiter(perSecond float64, batchSize int) (*rate.Limiter, int) {
-	if perSecond <= 0 {
-		return nil, batchSize
+// dueWithoutScheduler inserts the jobs shiftcast schedules for later (a
+// window's notify and fan-out jobs, run at its end) as available rather
+// than scheduled: River fetches no available job before its scheduled_at,
+// so they run at the same time, but River's scheduler never has to move
+// them. It moves every due job in one statement per pass, and a window's
+// end brings thousands due at once (every notify job the events inserted
+// during it). When PostgreSQL's statistics on river_job held no due job,
+// as they usually do, it planned that statement's check for unique
+// conflicts as a loop over the due jobs inside a loop over them: 110 s
+// for 7,468 jobs, so the scheduler timed out at every pass and no digest
+// of the window ran (PERFORMANCE.md, eighth session).
+type dueWithoutScheduler struct{ river.HookDefaults }
+
+var _ rivertype.HookInsertBegin = (*dueWithoutScheduler)(nil)
+
+// InsertBegin implements rivertype.HookInsertBegin.
+func (*dueWithoutScheduler) InsertBegin(_ context.Context, params *rivertype.JobInsertParams) error {
+	if params.State == rivertype.JobStateScheduled {
+		params.State = rivertype.JobStateAvailable
 	}
-	burst := max(1, min(batchSize, int(perSecond)))
-	return rate.NewLimiter(rate.Limit(perSecond), burst), burst
+	return nil
 }
 
 // Client returns the River client (start, stop, pause queues).
@@ -389,10 +406,9 @@ func (p *Pipeline) runAt(window int64) time.Time {
 	return time.Unix(0, (window+1)*int64(p.cfg.Window)).Add(p.cfg.Grace)
 }
 
-// scheduleAt returns insert options running a job at t. A time already
-// past is left unset: River inserts any explicit ScheduledAt as
-// "scheduled", which only its periodic scheduler (every few seconds) makes
-// runnable, while an unset one is available at once.
+// scheduleAt returns insert options running a job at t, or none for a time
+// already past: the job then runs at once. (See dueWithoutScheduler for
+// how a later one is inserted.)
 func (p *Pipeline) scheduleAt(t time.Time) *river.InsertOpts {
 	if !t.After(p.cfg.Now()) {
 		return nil

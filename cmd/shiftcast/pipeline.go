@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/shiftcast/shiftcast/admission"
 	"github.com/shiftcast/shiftcast/consumers"
 	"github.com/shiftcast/shiftcast/domain"
 	"github.com/shiftcast/shiftcast/jobs"
@@ -38,6 +39,8 @@ type pipelineConfig struct {
 	consumerWorkers  int
 	eventBatch       int
 	digestRate       float64
+	digestFloor      float64
+	eventWaitTarget  time.Duration
 	fanoutRate       float64
 	fanoutSpread     time.Duration
 	maxDeliver       int
@@ -65,7 +68,9 @@ func (c *pipelineConfig) register(fs *flag.FlagSet, getenv func(string) string) 
 	fs.DurationVar(&c.deliveryLease, "delivery-lease", time.Minute, "how long a digest's builder owns its first delivery before a sweep (every quarter of it) hands it to a deliver job: the delay after a crash mid-delivery")
 	fs.DurationVar(&c.fanoutSpread, "fanout-spread", 0, "how long a fan-out spreads the notify jobs it inserts over (0: --digest-window divided by the three professions, whose fan-outs run one after another; negative: at once), so that a window's end does not take the database from the events")
 	fs.Float64Var(&c.fanoutRate, "fanout-rate", 500, "least notify jobs per second a spread fan-out inserts, so that a small one is not drawn out (0: no floor)")
-	fs.Float64Var(&c.digestRate, "digest-rate", 0, "most digests this instance builds per second (0: no limit); spreads a window's digests out so that events keep their share of the machine")
+	fs.Float64Var(&c.digestRate, "digest-rate", 0, "most digests this instance builds per second, at all times (0: no fixed limit)")
+	fs.DurationVar(&c.eventWaitTarget, "event-wait-target", 50*time.Millisecond, "digests give way to the events while more than 1% of them wait longer than this from stream to commit: they slow down, down to --digest-floor, and a worker's news coalesces meanwhile (0: never)")
+	fs.Float64Var(&c.digestFloor, "digest-floor", 50, "least digests per second this instance builds while giving way to the events")
 	fs.IntVar(&c.notifyWorkers, "notify-workers", 500, "notify jobs run at once by this instance (River notify queue workers); their digests are built in shared batches")
 	fs.IntVar(&c.consumerWorkers, "event-workers", 128, "events handled at once by this instance (enough to fill the batches of the four transactions applying them)")
 	fs.IntVar(&c.eventBatch, "event-batch", 32, "most events applied in one transaction (at most 64)")
@@ -84,6 +89,7 @@ type pipeline struct {
 	jobs     *jobs.Pipeline
 	consumer *consumers.EventConsumer
 	metrics  *metrics.Metrics
+	governor *admission.Governor
 	log      *zap.Logger
 
 	riverStarted bool // touched only by run's goroutine, then by stop after done
@@ -147,12 +153,14 @@ func newPipeline(cfg pipelineConfig, st *store.Store, nc *nats.Conn, m *metrics.
 		}
 		channels[store.ChannelWebhook] = hook
 	}
-	p := &pipeline{metrics: m, log: logger, done: make(chan struct{})}
+	gov := admission.New(admission.Config{Target: cfg.eventWaitTarget, Floor: cfg.digestFloor, Ceiling: cfg.digestRate})
+	m.GaugeFunc("shiftcast_digest_admission_rate", "Digests per second this instance admits (+Inf: no limit; lower while the events wait, see --event-wait-target).", gov.Rate)
+	p := &pipeline{metrics: m, log: logger, governor: gov, done: make(chan struct{})}
 	jp, err := jobs.New(st.Pool(), jobs.Config{
 		Store: st, Channels: channels,
 		Window: cfg.digestWindow, Grace: cfg.digestGrace, DigestSize: cfg.digestSize,
 		MaxDeliveryAttempts: cfg.deliveryAttempts, RetryBase: cfg.retryBase,
-		DeliveryLease: cfg.deliveryLease, NotifyWorkers: cfg.notifyWorkers, DigestBatch: cfg.notifyWorkers, DigestRate: cfg.digestRate, FanoutRate: cfg.fanoutRate, FanoutSpread: cfg.fanoutSpread,
+		DeliveryLease: cfg.deliveryLease, NotifyWorkers: cfg.notifyWorkers, DigestBatch: cfg.notifyWorkers, Digests: gov, FanoutRate: cfg.fanoutRate, FanoutSpread: cfg.fanoutSpread,
 		Busy: p.eventsBusy, Work: cfg.work, Metrics: m, Logger: logger.Named("jobs"),
 	})
 	if err != nil {
@@ -166,6 +174,7 @@ func newPipeline(cfg pipelineConfig, st *store.Store, nc *nats.Conn, m *metrics.
 // there yet, and returns once both run or ctx ends.
 func (p *pipeline) run(ctx context.Context, cfg pipelineConfig, st *store.Store, nc *nats.Conn, migrated *migrationState) {
 	defer close(p.done)
+	go p.governor.Run(ctx)
 	wait := 500 * time.Millisecond
 	for {
 		err := p.start(ctx, cfg, st, nc, migrated)
@@ -234,7 +243,8 @@ func (p *pipeline) start(ctx context.Context, cfg pipelineConfig, st *store.Stor
 			p.lastEvent.Store(time.Now().UnixNano())
 			p.metrics.EventHandled(typ, outcome, elapsed)
 		},
-		Logger: p.log.Named("events"),
+		OnWaited: p.governor.Observe,
+		Logger:   p.log.Named("events"),
 	})
 	if err != nil {
 		return err
