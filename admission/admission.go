@@ -12,9 +12,10 @@
 // see, as congestion control does (additive increase, multiplicative
 // decrease): every interval it counts the events that waited longer than a
 // target, from their storing in the stream to their commit; while more than
-// a small share did, it halves the elastic work's rate (from what was
-// actually done), and while fewer did, it raises it step by step. Without
-// events it admits everything at once. A floor keeps the elastic work going
+// a small share did (or none committed while some were being handled), it
+// cuts the elastic work's rate by a quarter (from what was actually done),
+// and while fewer did, it raises it step by step. Without events it admits
+// everything at once. A floor keeps the elastic work going
 // however busy the events are.
 package admission
 
@@ -29,8 +30,8 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Config configures a Governor. The zero value of a field takes its
-// default.
+// Config configures a Governor. A zero Target turns it off; any other
+// field left zero takes its default.
 type Config struct {
 	// Target is how long an event may wait, from its storing in the stream
 	// to its commit, before it counts as slowed down by the elastic work.
@@ -48,6 +49,10 @@ type Config struct {
 	Ceiling float64
 	// Interval is how often the rate is adjusted (default 500ms).
 	Interval time.Duration
+	// Waiting, when set, reports how many events are being handled at the
+	// moment: an interval in which none committed while some were being
+	// handled is a stall, and counts as slowed down, not as idle.
+	Waiting func() int
 }
 
 func (c *Config) defaults() {
@@ -120,6 +125,10 @@ func (g *Governor) WaitN(ctx context.Context, n int) error {
 	return nil
 }
 
+// Floor returns the least rate the governor ever admits at (items per
+// second): the floor, or the ceiling when lower.
+func (g *Governor) Floor() float64 { return g.cfg.Floor }
+
 // Rate returns the current rate in items per second (+Inf: no limit).
 func (g *Governor) Rate() float64 {
 	if l := g.lim.Limit(); l != rate.Inf {
@@ -155,6 +164,9 @@ func (g *Governor) Adjust(now time.Time) {
 	elapsed := now.Sub(g.last)
 	g.last = now
 	iv := Interval{Events: g.events.Swap(0), Slow: g.slow.Swap(0), Done: g.done.Swap(0), Elapsed: elapsed}
+	if iv.Events == 0 && g.cfg.Waiting != nil {
+		iv.Waiting = g.cfg.Waiting()
+	}
 	g.recent[g.n%len(g.recent)] = iv
 	g.n++
 	var done int64
@@ -176,6 +188,9 @@ type Interval struct {
 	Events, Slow int64
 	// Done is the elastic work admitted.
 	Done int64
+	// Waiting is how many events were being handled at its end (read only
+	// when none committed during it).
+	Waiting int
 	// Elapsed is the interval's length.
 	Elapsed time.Duration
 }
@@ -184,16 +199,22 @@ type Interval struct {
 // having been done at pace (items per second, over the last few seconds).
 func next(cfg Config, cur, pace float64, iv Interval) float64 {
 	switch {
-	case iv.Events == 0:
+	case iv.Events == 0 && iv.Waiting == 0:
 		// Nothing to protect.
 		return math.Inf(1)
-	case float64(iv.Slow) > cfg.SlowShare*float64(iv.Events):
+	case iv.Events == 0, float64(iv.Slow) > cfg.SlowShare*float64(iv.Events):
 		// Down from what the work actually did when that is below the
 		// limit (no limit at first): a limit far above the work's own
 		// pace would take many intervals to come down to where it binds.
 		// Not halved: a digest batch admitted in one interval slows the
 		// events in the next ones, so a congestion is seen several
 		// intervals running, and each one backs off again.
+		if pace <= 0 {
+			// The elastic work did nothing lately: the events are slow
+			// for another reason, and cutting would only starve the work
+			// when it comes.
+			return cur
+		}
 		return max(cfg.Floor, min(cur, pace)*backoff)
 	case math.IsInf(cur, 1):
 		return cur

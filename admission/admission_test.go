@@ -22,11 +22,13 @@ func TestNext(t *testing.T) {
 		want      float64
 	}{
 		{"no events: no limit", 120, 100, Interval{Elapsed: sec}, inf},
+		{"none committed, some being handled: a stall", 200, 210, Interval{Waiting: 3, Elapsed: sec}, 150},
 		{"fast events, no limit yet: none", inf, 900, Interval{Events: 1000, Slow: 10, Elapsed: sec}, inf},
 		{"slowed events: down from the pace the work had", inf, 400, Interval{Events: 1000, Slow: 11, Elapsed: sec}, 300},
 		{"slowed events under a limit above the pace: from the pace", 800, 400, Interval{Events: 1000, Slow: 50, Elapsed: sec}, 300},
 		{"slowed events under a binding limit: from the limit", 200, 210, Interval{Events: 1000, Slow: 50, Elapsed: sec}, 150},
 		{"never below the floor", 55, 55, Interval{Events: 1000, Slow: 900, Elapsed: sec}, 50},
+		{"slowed events, elastic work idle: not its doing, held", 200, 0, Interval{Events: 1000, Slow: 900, Elapsed: sec}, 200},
 		{"fast events under a limit: one floor up", 200, 199, Interval{Events: 1000, Slow: 3, Elapsed: sec}, 250},
 		{"few events, one slow: more than the share", 200, 210, Interval{Events: 20, Slow: 1, Elapsed: sec}, 150},
 	} {
@@ -94,4 +96,22 @@ func TestGovernor_Disabled(t *testing.T) {
 	g = New(Config{})
 	require.True(t, math.IsInf(g.Rate(), 1))
 	require.NoError(t, g.WaitN(context.Background(), 1_000_000), "no limit at all")
+}
+
+func TestGovernor_AdjustStall(t *testing.T) {
+	t.Parallel()
+	var waiting int
+	start := time.Unix(1000, 0)
+	g := New(Config{Target: 50 * time.Millisecond, Floor: 10, Interval: time.Second, Waiting: func() int { return waiting }})
+	g.last = start
+	g.set(200)
+
+	waiting = 4
+	require.NoError(t, g.WaitN(context.Background(), 100))
+	g.Adjust(start.Add(time.Second))
+	require.InDelta(t, 75, g.Rate(), 1e-9, "nothing committed while events were being handled: a stall, not a lull")
+
+	waiting = 0
+	g.Adjust(start.Add(2 * time.Second))
+	require.True(t, math.IsInf(g.Rate(), 1), "nothing committed and nothing being handled: idle")
 }

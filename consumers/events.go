@@ -200,6 +200,9 @@ func NewEventConsumer(ctx context.Context, js jetstream.JetStream, cfg EventsCon
 	return &EventConsumer{cfg: cfg, js: js, cons: cons, log: cfg.Logger, sem: make(chan struct{}, cfg.Workers), applier: applier}, nil
 }
 
+// InFlight returns how many messages are being handled at the moment.
+func (c *EventConsumer) InFlight() int { return len(c.sem) }
+
 // Consumer returns the JetStream consumer, for status (lag, redeliveries).
 func (c *EventConsumer) Consumer() jetstream.Consumer { return c.cons }
 

@@ -88,11 +88,9 @@ func (NotifyArgs) Kind() string { return "shiftcast.notify" }
 // InsertOpts makes one notify job per (worker, window) while it waits or
 // runs. Once completed it no longer counts as a duplicate: the workers'
 // schedules (store.ScheduleNotify) already insert a worker's job once per
-// window, and River's scheduler compares every job it moves against all
-// the jobs that count, so keeping the completed ones among them (an hour
-// of them, tens of thousands a window) had it run for seconds, once for
-// 30 s, holding the rows that event transactions then waited for
-// (PERFORMANCE.md, seventh session).
+// window. (Counting them made River's scheduler, which checked every job
+// it moved against all the jobs that count, run for seconds; a window's
+// jobs no longer go through it at all: see dueWithoutScheduler.)
 func (NotifyArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{Queue: QueueNotify, UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: inFlight()}}
 }
@@ -373,12 +371,13 @@ func New(pool *pgxpool.Pool, cfg Config) (*Pipeline, error) {
 }
 
 // dueWithoutScheduler inserts the jobs shiftcast schedules for later (a
-// window's notify and fan-out jobs, run at its end) as available rather
-// than scheduled: River fetches no available job before its scheduled_at,
-// so they run at the same time, but River's scheduler never has to move
-// them. It moves every due job in one statement per pass, and a window's
-// end brings thousands due at once (every notify job the events inserted
-// during it). When PostgreSQL's statistics on river_job held no due job,
+// window's notify and fan-out jobs, run at its end, and delivery hand-offs)
+// as available rather than scheduled: River fetches no available job
+// before its scheduled_at, so they run at the same time, but River's
+// scheduler never has to move them. (Retries still go through it.) It
+// moves the due jobs in one statement per pass, up to 10,000, and a
+// window's end brings thousands due at once (every notify job the events
+// inserted during it). When PostgreSQL's statistics on river_job held no due job,
 // as they usually do, it planned that statement's check for unique
 // conflicts as a loop over the due jobs inside a loop over them: 110 s
 // for 7,468 jobs, so the scheduler timed out at every pass and no digest

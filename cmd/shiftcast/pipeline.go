@@ -70,7 +70,7 @@ func (c *pipelineConfig) register(fs *flag.FlagSet, getenv func(string) string) 
 	fs.Float64Var(&c.fanoutRate, "fanout-rate", 500, "least notify jobs per second a spread fan-out inserts, so that a small one is not drawn out (0: no floor)")
 	fs.Float64Var(&c.digestRate, "digest-rate", 0, "most digests this instance builds per second, at all times (0: no fixed limit)")
 	fs.DurationVar(&c.eventWaitTarget, "event-wait-target", 50*time.Millisecond, "digests give way to the events while more than 1% of them wait longer than this from stream to commit: they slow down, down to --digest-floor, and a worker's news coalesces meanwhile (0: never)")
-	fs.Float64Var(&c.digestFloor, "digest-floor", 50, "least digests per second this instance builds while giving way to the events")
+	fs.Float64Var(&c.digestFloor, "digest-floor", 50, "least digests per second this instance builds while giving way to the events (0: the default, 50)")
 	fs.IntVar(&c.notifyWorkers, "notify-workers", 500, "notify jobs run at once by this instance (River notify queue workers); their digests are built in shared batches")
 	fs.IntVar(&c.consumerWorkers, "event-workers", 128, "events handled at once by this instance (enough to fill the batches of the four transactions applying them)")
 	fs.IntVar(&c.eventBatch, "event-batch", 32, "most events applied in one transaction (at most 64)")
@@ -93,6 +93,9 @@ type pipeline struct {
 	log      *zap.Logger
 
 	riverStarted bool // touched only by run's goroutine, then by stop after done
+
+	// live is the consumer once started, for the governor's goroutine.
+	live atomic.Pointer[consumers.EventConsumer]
 
 	// lastEvent is when this instance last handled an event (Unix
 	// nanoseconds), for eventsBusy.
@@ -124,6 +127,18 @@ func (p *pipeline) Ping(context.Context) error {
 	return nil
 }
 
+// maxDigestBatch bounds a digest batch to what the governor admits within
+// digestAdmitWithin at its lowest rate: a batch is admitted whole before it
+// is built, within a deadline of its own (batch.Batcher.Timeout), and a
+// batch of 500 at --digest-rate 4 would never be.
+func maxDigestBatch(notifyWorkers int, floor float64) int {
+	return max(1, min(notifyWorkers, int(floor*digestAdmitWithin.Seconds())))
+}
+
+// digestAdmitWithin is how long a digest batch may wait to be admitted at
+// the governor's lowest rate.
+const digestAdmitWithin = 10 * time.Second
+
 // webhookConns bounds the connections to the webhook receiver: enough for
 // the notify and deliver workers of an instance to keep it busy, few enough
 // not to flood it.
@@ -153,14 +168,21 @@ func newPipeline(cfg pipelineConfig, st *store.Store, nc *nats.Conn, m *metrics.
 		}
 		channels[store.ChannelWebhook] = hook
 	}
-	gov := admission.New(admission.Config{Target: cfg.eventWaitTarget, Floor: cfg.digestFloor, Ceiling: cfg.digestRate})
+	p := &pipeline{metrics: m, log: logger, done: make(chan struct{})}
+	gov := admission.New(admission.Config{Target: cfg.eventWaitTarget, Floor: cfg.digestFloor, Ceiling: cfg.digestRate,
+		Waiting: func() int {
+			if c := p.live.Load(); c != nil {
+				return c.InFlight()
+			}
+			return 0
+		}})
+	p.governor = gov
 	m.GaugeFunc("shiftcast_digest_admission_rate", "Digests per second this instance admits (+Inf: no limit; lower while the events wait, see --event-wait-target).", gov.Rate)
-	p := &pipeline{metrics: m, log: logger, governor: gov, done: make(chan struct{})}
 	jp, err := jobs.New(st.Pool(), jobs.Config{
 		Store: st, Channels: channels,
 		Window: cfg.digestWindow, Grace: cfg.digestGrace, DigestSize: cfg.digestSize,
 		MaxDeliveryAttempts: cfg.deliveryAttempts, RetryBase: cfg.retryBase,
-		DeliveryLease: cfg.deliveryLease, NotifyWorkers: cfg.notifyWorkers, DigestBatch: cfg.notifyWorkers, Digests: gov, FanoutRate: cfg.fanoutRate, FanoutSpread: cfg.fanoutSpread,
+		DeliveryLease: cfg.deliveryLease, NotifyWorkers: cfg.notifyWorkers, DigestBatch: maxDigestBatch(cfg.notifyWorkers, gov.Floor()), Digests: gov, FanoutRate: cfg.fanoutRate, FanoutSpread: cfg.fanoutSpread,
 		Busy: p.eventsBusy, Work: cfg.work, Metrics: m, Logger: logger.Named("jobs"),
 	})
 	if err != nil {
@@ -253,6 +275,7 @@ func (p *pipeline) start(ctx context.Context, cfg pipelineConfig, st *store.Stor
 		return err
 	}
 	p.consumer = cons
+	p.live.Store(cons)
 	return nil
 }
 
