@@ -4,7 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"math"
+	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -276,4 +281,66 @@ func TestDigestRate_StillAnnouncesEverythingOnce(t *testing.T) {
 	e.expect(w.want)
 	e.checkAppliedOnce(w.ids(t))
 	require.Empty(t, grepLog(p.logText(t), "digest admission"), "no batch failed waiting to be admitted")
+}
+
+// A serve whose events all count as slowed down (--event-wait-target 1ns)
+// gives way to them: while events keep coming and digests run, it admits
+// digests at a finite rate, down to --digest-floor; once the events stop
+// it admits them without limit again; and every shift is still announced
+// to every worker it should be, once.
+func TestEventWaitTarget_DigestsGiveWayToEvents(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	w := genWorld(4, 12, 80)
+	p := e.serve("--event-wait-target", "1ns", "--digest-floor", "2", "--digest-size", "500")
+	e.publish(w.catalog)
+	e.settleEvents()
+
+	lowest := make(chan float64, 1)
+	stop := make(chan struct{})
+	go func() {
+		low := math.Inf(1)
+		defer func() { lowest <- low }()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			if r, err := admissionRate(p); err == nil {
+				low = min(low, r)
+			}
+		}
+	}()
+	// Paced over several 1 s windows, so digests run while events come in.
+	_, err := e.tryPublish(w.rest, 40*time.Millisecond)
+	close(stop)
+	require.NoError(t, err)
+	require.Less(t, <-lowest, 10.0, "digests slowed down while the events were slow")
+
+	e.expect(w.want)
+	e.checkAppliedOnce(w.ids(t))
+	require.Eventually(t, func() bool {
+		r, err := admissionRate(p)
+		return err == nil && math.IsInf(r, 1)
+	}, 10*time.Second, 100*time.Millisecond, "no limit once the events stopped")
+}
+
+// admissionRate reads serve's shiftcast_digest_admission_rate.
+func admissionRate(p *proc) (float64, error) {
+	resp, err := http.Get(p.url + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for l := range strings.Lines(string(body)) {
+		if v, ok := strings.CutPrefix(l, "shiftcast_digest_admission_rate "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("no shiftcast_digest_admission_rate in /metrics")
 }
