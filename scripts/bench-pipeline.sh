@@ -167,6 +167,11 @@ wait_jobs
 before=$(cpu_snapshot)
 bench deliveries --listen "$HOOK" --webhook-secret "$SECRET" --facilities "$FACILITIES"
 cpu_report "$before" "$(cpu_snapshot)"
+# The step publishes one shift.created per profession and facility; any
+# other event applied by now was an earlier run's, redelivered to serve
+# from the stream, and may have changed who the new shifts reach.
+psql -qtA "$PG" -c "SELECT 'events applied so far: ' || coalesce(string_agg(event_type || ' ' || n, ', '), 'none')
+  FROM (SELECT event_type, count(*) n FROM shiftcast.applied_events GROUP BY 1 ORDER BY 1) e" 2>/dev/null || true
 
 if [ "$EVENTS_ALONE" != 0 ]; then
   echo

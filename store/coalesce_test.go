@@ -136,14 +136,18 @@ func TestLostSchedules_ReschedulesJobsThatNeverStarted(t *testing.T) {
 // Resetting the pipeline's state keeps the workers' schedules (River's
 // jobs outlive the reset) but counts their jobs as started, so the next
 // window schedules its own rather than coalescing into jobs that ran.
-func TestResetPipelineState_SchedulesCountAsStarted(t *testing.T) {
+func TestResetPipelineState_SchedulesAgain(t *testing.T) {
 	t.Parallel()
 	p := newPipe(t)
 	require.Equal(t, []int64{1, 2}, p.schedule(t, 5, 1, 2))
-	require.Empty(t, p.schedule(t, 6, 1, 2))
+	require.Empty(t, p.schedule(t, 6, 1, 2), "coalesced into window 5's waiting jobs")
 	require.NoError(t, p.st.ResetPipelineState(bg))
-	require.Empty(t, p.schedule(t, 5, 1, 2), "window 5 is scheduled already")
-	require.Equal(t, []int64{1, 2}, p.schedule(t, 6, 1, 2))
+	// The reset's own window schedules its workers again: their jobs may
+	// be gone with the reset (a benchmark run's deliveries reached 861
+	// fewer workers than they should have when the previous run had
+	// scheduled them in the same window).
+	require.Equal(t, []int64{1, 2}, p.schedule(t, 5, 1, 2), "the present window schedules anew after a reset")
+	require.Empty(t, p.schedule(t, 5, 1, 2))
 }
 
 // After DIGEST_WINDOW is made longer, window numbers restart lower: the

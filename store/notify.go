@@ -1136,10 +1136,13 @@ func (s *Store) ResetPipelineState(ctx context.Context) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `
 			TRUNCATE shiftcast.applied_events, shiftcast.entity_positions, shiftcast.shift_openings, shiftcast.fanout_marks, shiftcast.worker_resets, shiftcast.notifications;
-			-- River's jobs outlive the reset: a worker's scheduled job counts
-			-- as started, so that the next window schedules a job of its own.
-			UPDATE shiftcast.notify_scheduled SET built_window = notify_window
-			WHERE built_window IS NULL OR built_window < notify_window;
+			-- Every schedule moves a window back and counts as started, so
+			-- that the present window schedules its workers again: what was
+			-- scheduled before the reset is no news after it, and its River
+			-- job may be gone (the benchmarks truncate river_job after a
+			-- reset) or done. One still waiting is the same job for River
+			-- (unique while in flight): inserted again, it is skipped.
+			UPDATE shiftcast.notify_scheduled SET notify_window = notify_window - 1, built_window = notify_window - 1;
 			UPDATE shiftcast.monthly_stats SET notifications = 0 WHERE notifications <> 0;
 			DELETE FROM shiftcast.worker_notify_state ns WHERE NOT EXISTS (SELECT 1 FROM "Worker" w WHERE w.id = ns.worker_id);
 			INSERT INTO shiftcast.worker_notify_state (worker_id, facilities, snapshot, notified_at)
