@@ -80,7 +80,7 @@ type Governor struct {
 
 	mu     sync.Mutex
 	last   time.Time   // of the last adjustment
-	recent [8]Interval // the last intervals, for the pace of the work done
+	recent [8]interval // the last intervals, for the pace of the work done
 	n      int         // intervals seen
 }
 
@@ -152,18 +152,18 @@ func (g *Governor) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			g.Adjust(now)
+			g.adjust(now)
 		}
 	}
 }
 
-// Adjust takes the counts since the last adjustment and sets the rate from
+// adjust takes the counts since the last adjustment and sets the rate from
 // them. Run calls it every interval; tests call it directly.
-func (g *Governor) Adjust(now time.Time) {
+func (g *Governor) adjust(now time.Time) {
 	g.mu.Lock()
 	elapsed := now.Sub(g.last)
 	g.last = now
-	iv := Interval{Events: g.events.Swap(0), Slow: g.slow.Swap(0), Done: g.done.Swap(0), Elapsed: elapsed}
+	iv := interval{Events: g.events.Swap(0), Slow: g.slow.Swap(0), Done: g.done.Swap(0), Elapsed: elapsed}
 	if iv.Events == 0 && g.cfg.Waiting != nil {
 		iv.Waiting = g.cfg.Waiting()
 	}
@@ -182,8 +182,8 @@ func (g *Governor) Adjust(now time.Time) {
 	g.set(next(g.cfg, g.Rate(), pace, iv))
 }
 
-// Interval is what one adjustment interval saw.
-type Interval struct {
+// interval is what one adjustment interval saw.
+type interval struct {
 	// Events applied, and how many of them waited over the target.
 	Events, Slow int64
 	// Done is the elastic work admitted.
@@ -197,7 +197,7 @@ type Interval struct {
 
 // next is the rate after an interval that saw iv at rate cur, the work
 // having been done at pace (items per second, over the last few seconds).
-func next(cfg Config, cur, pace float64, iv Interval) float64 {
+func next(cfg Config, cur, pace float64, iv interval) float64 {
 	switch {
 	case iv.Events == 0 && iv.Waiting == 0:
 		// Nothing to protect.

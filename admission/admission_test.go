@@ -18,19 +18,19 @@ func TestNext(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		cur, pace float64
-		iv        Interval
+		iv        interval
 		want      float64
 	}{
-		{"no events: no limit", 120, 100, Interval{Elapsed: sec}, inf},
-		{"none committed, some being handled: a stall", 200, 210, Interval{Waiting: 3, Elapsed: sec}, 150},
-		{"fast events, no limit yet: none", inf, 900, Interval{Events: 1000, Slow: 10, Elapsed: sec}, inf},
-		{"slowed events: down from the pace the work had", inf, 400, Interval{Events: 1000, Slow: 11, Elapsed: sec}, 300},
-		{"slowed events under a limit above the pace: from the pace", 800, 400, Interval{Events: 1000, Slow: 50, Elapsed: sec}, 300},
-		{"slowed events under a binding limit: from the limit", 200, 210, Interval{Events: 1000, Slow: 50, Elapsed: sec}, 150},
-		{"never below the floor", 55, 55, Interval{Events: 1000, Slow: 900, Elapsed: sec}, 50},
-		{"slowed events, elastic work idle: not its doing, held", 200, 0, Interval{Events: 1000, Slow: 900, Elapsed: sec}, 200},
-		{"fast events under a limit: one floor up", 200, 199, Interval{Events: 1000, Slow: 3, Elapsed: sec}, 250},
-		{"few events, one slow: more than the share", 200, 210, Interval{Events: 20, Slow: 1, Elapsed: sec}, 150},
+		{"no events: no limit", 120, 100, interval{Elapsed: sec}, inf},
+		{"none committed, some being handled: a stall", 200, 210, interval{Waiting: 3, Elapsed: sec}, 150},
+		{"fast events, no limit yet: none", inf, 900, interval{Events: 1000, Slow: 10, Elapsed: sec}, inf},
+		{"slowed events: down from the pace the work had", inf, 400, interval{Events: 1000, Slow: 11, Elapsed: sec}, 300},
+		{"slowed events under a limit above the pace: from the pace", 800, 400, interval{Events: 1000, Slow: 50, Elapsed: sec}, 300},
+		{"slowed events under a binding limit: from the limit", 200, 210, interval{Events: 1000, Slow: 50, Elapsed: sec}, 150},
+		{"never below the floor", 55, 55, interval{Events: 1000, Slow: 900, Elapsed: sec}, 50},
+		{"slowed events, elastic work idle: not its doing, held", 200, 0, interval{Events: 1000, Slow: 900, Elapsed: sec}, 200},
+		{"fast events under a limit: one floor up", 200, 199, interval{Events: 1000, Slow: 3, Elapsed: sec}, 250},
+		{"few events, one slow: more than the share", 200, 210, interval{Events: 20, Slow: 1, Elapsed: sec}, 150},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -39,7 +39,7 @@ func TestNext(t *testing.T) {
 	}
 }
 
-func TestGovernor_Adjust(t *testing.T) {
+func TestGovernor_adjust(t *testing.T) {
 	t.Parallel()
 	start := time.Unix(1000, 0)
 	g := New(Config{Target: 50 * time.Millisecond, Floor: 10, Interval: time.Second})
@@ -53,7 +53,7 @@ func TestGovernor_Adjust(t *testing.T) {
 	}
 	g.Observe(60 * time.Millisecond)
 	g.Observe(time.Second)
-	g.Adjust(start.Add(time.Second))
+	g.adjust(start.Add(time.Second))
 	require.InDelta(t, 75, g.Rate(), 1e-9, "a quarter below the work's pace")
 	require.Equal(t, 75, g.lim.Burst(), "an interval's worth at once")
 
@@ -61,11 +61,11 @@ func TestGovernor_Adjust(t *testing.T) {
 	for range 100 {
 		g.Observe(time.Millisecond)
 	}
-	g.Adjust(start.Add(2 * time.Second))
+	g.adjust(start.Add(2 * time.Second))
 	require.InDelta(t, 85, g.Rate(), 1e-9)
 
 	// No events at all: nothing to protect.
-	g.Adjust(start.Add(3 * time.Second))
+	g.adjust(start.Add(3 * time.Second))
 	require.True(t, math.IsInf(g.Rate(), 1))
 }
 
@@ -89,7 +89,7 @@ func TestGovernor_Disabled(t *testing.T) {
 	t.Parallel()
 	g := New(Config{Ceiling: 5})
 	g.Observe(time.Hour)
-	g.Adjust(time.Now())
+	g.adjust(time.Now())
 	require.InDelta(t, 5, g.Rate(), 1e-9, "without a target only the ceiling applies")
 	require.Zero(t, g.events.Load(), "without a target nothing is counted")
 
@@ -98,7 +98,7 @@ func TestGovernor_Disabled(t *testing.T) {
 	require.NoError(t, g.WaitN(context.Background(), 1_000_000), "no limit at all")
 }
 
-func TestGovernor_AdjustStall(t *testing.T) {
+func TestGovernor_adjustStall(t *testing.T) {
 	t.Parallel()
 	var waiting int
 	start := time.Unix(1000, 0)
@@ -108,10 +108,10 @@ func TestGovernor_AdjustStall(t *testing.T) {
 
 	waiting = 4
 	require.NoError(t, g.WaitN(context.Background(), 100))
-	g.Adjust(start.Add(time.Second))
+	g.adjust(start.Add(time.Second))
 	require.InDelta(t, 75, g.Rate(), 1e-9, "nothing committed while events were being handled: a stall, not a lull")
 
 	waiting = 0
-	g.Adjust(start.Add(2 * time.Second))
+	g.adjust(start.Add(2 * time.Second))
 	require.True(t, math.IsInf(g.Rate(), 1), "nothing committed and nothing being handled: idle")
 }

@@ -374,14 +374,14 @@ func New(pool *pgxpool.Pool, cfg Config) (*Pipeline, error) {
 // window's notify and fan-out jobs, run at its end, and delivery hand-offs)
 // as available rather than scheduled: River fetches no available job
 // before its scheduled_at, so they run at the same time, but River's
-// scheduler never has to move them. (Retries still go through it.) It
-// moves the due jobs in one statement per pass, up to 10,000, and a
-// window's end brings thousands due at once (every notify job the events
-// inserted during it). When PostgreSQL's statistics on river_job held no due job,
-// as they usually do, it planned that statement's check for unique
-// conflicts as a loop over the due jobs inside a loop over them: 110 s
-// for 7,468 jobs, so the scheduler timed out at every pass and no digest
-// of the window ran (PERFORMANCE.md, eighth session).
+// scheduler never has to move them. (Retries still go through it.) The
+// scheduler moves the due jobs in one statement per pass, up to 10,000,
+// and a window's end brings thousands due at once (every notify job the
+// events inserted during it). When PostgreSQL's statistics on river_job
+// held no due job, as they usually do, it planned that statement's check
+// for unique conflicts as a loop over the due jobs inside a loop over
+// them: 110 s for 7,468 jobs, so the scheduler timed out at every pass and
+// no digest of the window ran (PERFORMANCE.md, eighth session).
 type dueWithoutScheduler struct{ river.HookDefaults }
 
 var _ rivertype.HookInsertBegin = (*dueWithoutScheduler)(nil)

@@ -100,9 +100,9 @@ type FanoutRun struct {
 // nor those whose newest job has yet to start building) are marked in
 // shiftcast.notify_scheduled and handed to r.Enqueue to insert their notify
 // jobs. The marks it read are deleted last, so a run that fails or is
-// killed half-way leaves them to its retry, which finds the workers already scheduled marked and skips
-// them: each worker's job is inserted once per window. It returns how many
-// workers it scheduled.
+// killed half-way leaves them to its retry, which finds the workers
+// already scheduled marked and skips them: each worker's job is inserted
+// once per window. It returns how many workers it scheduled.
 //
 // Chunks, not one transaction, so that a window's thousands of notify jobs
 // can be inserted over seconds (r.Pause) without holding a connection and

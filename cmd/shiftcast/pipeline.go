@@ -87,15 +87,15 @@ func (c *pipelineConfig) register(fs *flag.FlagSet, getenv func(string) string) 
 // consumer, started once PostgreSQL is migrated and NATS answers.
 type pipeline struct {
 	jobs     *jobs.Pipeline
-	consumer *consumers.EventConsumer
 	metrics  *metrics.Metrics
 	governor *admission.Governor
 	log      *zap.Logger
 
 	riverStarted bool // touched only by run's goroutine, then by stop after done
 
-	// live is the consumer once started, for the governor's goroutine.
-	live atomic.Pointer[consumers.EventConsumer]
+	// consumer is the event consumer once started; atomic, since the
+	// governor's goroutine reads it.
+	consumer atomic.Pointer[consumers.EventConsumer]
 
 	// lastEvent is when this instance last handled an event (Unix
 	// nanoseconds), for eventsBusy.
@@ -171,7 +171,7 @@ func newPipeline(cfg pipelineConfig, st *store.Store, nc *nats.Conn, m *metrics.
 	p := &pipeline{metrics: m, log: logger, done: make(chan struct{})}
 	gov := admission.New(admission.Config{Target: cfg.eventWaitTarget, Floor: cfg.digestFloor, Ceiling: cfg.digestRate,
 		Waiting: func() int {
-			if c := p.live.Load(); c != nil {
+			if c := p.consumer.Load(); c != nil {
 				return c.InFlight()
 			}
 			return 0
@@ -227,7 +227,7 @@ func (p *pipeline) start(ctx context.Context, cfg pipelineConfig, st *store.Stor
 		}
 		p.riverStarted = true
 	}
-	if !cfg.events || p.consumer != nil {
+	if !cfg.events || p.consumer.Load() != nil {
 		return nil
 	}
 	js, err := jetstream.New(nc)
@@ -274,8 +274,7 @@ func (p *pipeline) start(ctx context.Context, cfg pipelineConfig, st *store.Stor
 	if err := cons.Start(); err != nil {
 		return err
 	}
-	p.consumer = cons
-	p.live.Store(cons)
+	p.consumer.Store(cons)
 	return nil
 }
 
@@ -285,8 +284,8 @@ func (p *pipeline) stop(ctx context.Context, cancelRun context.CancelFunc) error
 	cancelRun()
 	<-p.done
 	var errs []error
-	if p.consumer != nil {
-		errs = append(errs, p.consumer.Stop(ctx))
+	if c := p.consumer.Load(); c != nil {
+		errs = append(errs, c.Stop(ctx))
 	}
 	if p.riverStarted {
 		errs = append(errs, p.jobs.Client().Stop(ctx))
